@@ -1,0 +1,1 @@
+"""adb device layer for on-phone latency and parity (issue 8)."""

@@ -1,0 +1,1 @@
+"""Desktop latency/accuracy benchmarks and reports (issue 7)."""

@@ -1,0 +1,1 @@
+"""ONNX/TFLite export, quantisation and parity (issue 6)."""

@@ -1,0 +1,126 @@
+"""`mkn` — the one command-line entry point. Subcommand modules are imported lazily."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SHADES = " .:-=+*#%@"
+
+
+def kernel_as_text(k: np.ndarray) -> str:
+    """A kernel drawn with characters, darkest = largest tap (for terminals)."""
+    levels = np.round(k / k.max() * (len(SHADES) - 1)).astype(int)
+    return "\n".join(" ".join(SHADES[v] for v in row) for row in levels)
+
+
+def save_kernel_files(k: np.ndarray, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """Write ``stem.npy`` (float32 kernel) and ``stem.png`` (8x nearest-neighbour view,
+    scaled to its peak); both or neither (each atomic, the first removed if the second fails)."""
+    from .imio import write_npy, write_png
+
+    npy, png = out_dir / f"{stem}.npy", out_dir / f"{stem}.png"
+    write_npy(npy, k.astype(np.float32))
+    try:
+        write_png(png, np.kron(k / k.max(), np.ones((8, 8))))
+    except BaseException:
+        npy.unlink(missing_ok=True)
+        raise
+    return npy, png
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .estimation import BadImageError, estimate
+    from .imio import ImageReadError
+    from .kernels import center_of_mass
+    from .metrics import kernel_l1
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    truth = np.load(args.truth) if args.truth else None
+    failures = 0
+    for path in args.images:
+        try:
+            k = estimate(path, sf=args.sf, model=args.model, config=args.config)
+            npy, _ = save_kernel_files(k, args.out, path.stem)
+        except (BadImageError, ImageReadError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        cy, cx = center_of_mass(k)
+        line = (f"{path}: {args.model} sf{args.sf} kernel {k.shape[0]}x{k.shape[1]}, "
+                f"centre of mass ({cy:.2f}, {cx:.2f}) -> {npy}")
+        if truth is not None:
+            line += f"  L1 vs truth {kernel_l1(k, truth):.4f}"
+        print(line)
+        if args.show:
+            print(kernel_as_text(k))
+    return 1 if failures else 0
+
+
+def cmd_make_testset(args: argparse.Namespace) -> int:
+    from .testset import make_testset
+
+    for sf in args.sf:
+        dest = make_testset(sf, args.out, seed=args.seed, overwrite=args.overwrite)
+        print(f"wrote {dest}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import SCHEMA, evaluate_kernels, format_table, write_json
+
+    results = []
+    for sf in args.sf:
+        res = evaluate_kernels(args.models, args.testset / f"sf{sf}", progress=not args.quiet)
+        print(format_table(res) + "\n")
+        results.append(res)
+    if args.json:
+        write_json({"schema": SCHEMA, "results": results}, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mkn", description="Blind-SR kernel estimators, from paper to phone.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("estimate", help="estimate the blur kernel of LR images")
+    e.add_argument("images", nargs="+", type=Path, help="PNG/JPEG/TIFF, 8/16 bit, gray/RGB/RGBA")
+    e.add_argument("--sf", type=int, choices=(2, 3, 4), required=True, help="scale factor")
+    e.add_argument("--model", default="kernelnet", help="registered model name")
+    e.add_argument("--config", default=None, help="model config (default: the model's first)")
+    e.add_argument("--out", type=Path, required=True, help="folder for <stem>.npy and <stem>.png")
+    e.add_argument("--truth", type=Path, help="ground-truth kernel .npy: also print the L1 error")
+    e.add_argument("--show", action="store_true", help="draw each kernel in the terminal")
+    e.set_defaults(func=cmd_estimate)
+
+    t = sub.add_parser("make-testset", help="build the scikit-image test set (OUT/sf{N}/)")
+    t.add_argument("--sf", type=int, nargs="+", choices=(2, 3, 4), default=[2, 3, 4])
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--overwrite", action="store_true", help="rebuild an existing set")
+    t.set_defaults(func=cmd_make_testset)
+
+    v = sub.add_parser("eval", help="score estimators on the test set (JSON + table)")
+    v.add_argument("--testset", type=Path, required=True, help="folder made by make-testset")
+    v.add_argument("--sf", type=int, nargs="+", choices=(2, 3, 4), default=[2, 3, 4])
+    v.add_argument("--models", nargs="+", default=["fixed-gaussian"], help="name or name:config")
+    v.add_argument("--json", type=Path, help="write the report here")
+    v.add_argument("--quiet", action="store_true", help="no progress bars")
+    v.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"mkn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

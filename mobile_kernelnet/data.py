@@ -1,0 +1,146 @@
+"""HR training images and on-the-fly (LR, kernel) pairs. No downloads.
+
+Sources:
+
+* **dead leaves** (:func:`dead_leaves`): occluding random discs and rectangles whose
+  sizes follow the scale-invariant power law ``p(r) ~ r^-3``, with optional
+  per-shape texture (a linear ramp plus a sinusoid) — the standard synthetic model
+  of natural-image statistics.
+* **natural images that installed packages ship** (:func:`packaged_images`):
+  scikit-learn's ``china`` and ``flower``, PyWavelets' ``aero`` and ``ascent``, and
+  matplotlib's ``grace_hopper``. Every one passes :func:`gallery.refuse_test_image`
+  (PyWavelets' ``camera`` is scikit-image's ``camera`` and is therefore excluded).
+
+:class:`HRPatchSampler` draws grayscale patches (random crop, rescale, flips, 90°
+rotations) from both; :func:`training_batch` degrades them with pool kernels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from skimage.transform import rescale
+
+from .degrade import degrade_torch
+from .gallery import refuse_test_image, to_gray
+from .kernels import KernelPool
+
+
+def dead_leaves(size: int, rng: np.random.Generator, r_min: float = 2.0, r_max: float | None = None,
+                n_shapes: int = 5000, texture: bool = True) -> np.ndarray:
+    """A ``(size, size)`` float32 dead-leaves image in [0, 1].
+
+    Shapes are drawn front to back until the canvas is covered (or ``n_shapes``
+    are drawn); radii follow ``p(r) ~ r^-3`` on ``[r_min, r_max]`` (default
+    ``r_max = size / 3``). Two thirds are discs, one third axis-aligned rectangles.
+    """
+    r_max = r_max or size / 3
+    img = np.zeros((size, size), np.float32)
+    free = np.ones((size, size), bool)
+    # inverse CDF of p(r) ~ r^-3 on [r_min, r_max]
+    u = rng.random(n_shapes)
+    radii = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5
+    for r in radii:
+        cy, cx = rng.uniform(-r, size + r, 2)
+        y0, y1 = int(max(cy - r, 0)), int(min(cy + r + 1, size))
+        x0, x1 = int(max(cx - r, 0)), int(min(cx + r + 1, size))
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        if rng.random() < 2 / 3:
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        else:
+            ry = r * rng.uniform(0.3, 1.0)
+            mask = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= r)
+        mask &= free[y0:y1, x0:x1]
+        if not mask.any():
+            continue
+        value = np.full(mask.shape, rng.random(), np.float32)
+        if texture and rng.random() < 0.5:
+            gy, gx = rng.normal(0, 0.3 / max(r, 1), 2)
+            f, phase, amp = rng.uniform(0.05, 0.8), rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.15)
+            theta = rng.uniform(0, np.pi)
+            value += gy * (yy - cy) + gx * (xx - cx)
+            value += amp * np.sin(f * (np.cos(theta) * xx + np.sin(theta) * yy) + phase)
+        img[y0:y1, x0:x1][mask] = value[mask]
+        free[y0:y1, x0:x1] &= ~mask
+        if not free.any():
+            break
+    img[free] = rng.random()
+    return np.clip(img, 0.0, 1.0)
+
+
+@lru_cache(maxsize=1)
+def packaged_images() -> dict[str, np.ndarray]:
+    """Natural training images shipped by installed packages: name -> ``(H, W)`` float32
+    luma in [0, 1]. Each is checked against the scikit-image test gallery."""
+    import matplotlib.cbook
+    import imageio.v3 as iio
+    import pywt.data
+    from sklearn.datasets import load_sample_image
+
+    raw = {
+        "sklearn-china": load_sample_image("china.jpg"),
+        "sklearn-flower": load_sample_image("flower.jpg"),
+        "pywt-aero": pywt.data.aero().astype(np.float32) / 255.0,
+        "pywt-ascent": pywt.data.ascent().astype(np.float32) / 255.0,
+        "mpl-grace_hopper": iio.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg")),
+    }
+    out = {}
+    for name, img in raw.items():
+        gray = to_gray(img)
+        refuse_test_image(gray, name)
+        out[name] = gray
+    return out
+
+
+@dataclass
+class HRPatchSampler:
+    """Random ``(patch, patch)`` HR patches: dead leaves with probability
+    ``dead_leaves_prob``, else a packaged natural image rescaled by U(0.5, 1) (never
+    below the patch size), randomly cropped, flipped and rotated by k·90°."""
+
+    patch: int
+    rng: np.random.Generator
+    dead_leaves_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        self._images = list(packaged_images().values())
+
+    def __call__(self) -> np.ndarray:
+        """One ``(patch, patch)`` float32 patch in [0, 1]."""
+        if self.rng.random() < self.dead_leaves_prob:
+            p = dead_leaves(self.patch, self.rng)
+        else:
+            img = self._images[self.rng.integers(len(self._images))]
+            min_scale = self.patch / min(img.shape)
+            s = self.rng.uniform(max(0.5, min_scale), 1.0)
+            if s < 1.0:
+                img = rescale(img, s, anti_aliasing=True).astype(np.float32)
+            y = self.rng.integers(0, img.shape[0] - self.patch + 1)
+            x = self.rng.integers(0, img.shape[1] - self.patch + 1)
+            p = img[y:y + self.patch, x:x + self.patch]
+        p = np.rot90(p, self.rng.integers(4))
+        if self.rng.random() < 0.5:
+            p = p[:, ::-1]
+        return np.ascontiguousarray(p, dtype=np.float32)
+
+    def batch(self, n: int) -> torch.Tensor:
+        """``(n, 1, patch, patch)`` float32 tensor."""
+        return torch.from_numpy(np.stack([self() for _ in range(n)]))[:, None]
+
+
+def training_batch(sampler: HRPatchSampler, pool: KernelPool, n: int,
+                   noise_max: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` fresh pairs: ``(lr (n,1,P/sf,P/sf), hr (n,1,P,P), kernels (n,K,K))``, kernels
+    from ``pool``, noise sigma U(0, noise_max) per image, LR quantised to 8 bits
+    as a camera JPEG/PNG would be."""
+    hr = sampler.batch(n)
+    k = torch.from_numpy(pool.sample(sampler.rng, n))
+    sigma = torch.from_numpy(sampler.rng.uniform(0, noise_max, n).astype(np.float32))
+    gen = torch.Generator().manual_seed(int(sampler.rng.integers(2 ** 31)))
+    lr = degrade_torch(hr, k, pool.sf, sigma, generator=gen)
+    lr = torch.round(lr.clamp(0, 1) * 255) / 255
+    return lr, hr, k

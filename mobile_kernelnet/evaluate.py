@@ -1,0 +1,85 @@
+"""Score kernel estimators on the project's test set (`mkn eval`).
+
+Output schema ``mkn-eval/1``::
+
+    {"schema": "mkn-eval/1",
+     "results": [{"sf": 2, "testset": {"path", "manifest_sha256", "n"},
+                  "models": {"<name>[:<config>]": {
+                      "families": {"gaussian": {"n", "l1", "l1_shifted", "d_v", "d_s"}, ...},
+                      "overall": {...same keys...}}},
+                  "per_image": [{"model", "stem", "family", "l1", "l1_shifted", "d_v", "d_s"}]}]}
+
+Each metric is the mean over images (see :mod:`metrics` for the definitions).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .estimation import estimate
+from .imio import atomic_output
+from .kernels import FAMILIES
+from .metrics import KERNEL_METRICS
+from .testset import load_testset, sha256
+
+SCHEMA = "mkn-eval/1"
+
+
+def parse_model_spec(spec: str) -> tuple[str, str | None]:
+    """``"kernelnet:paper"`` -> ``("kernelnet", "paper")``; ``"s2k"`` -> ``("s2k", None)``."""
+    name, _, config = spec.partition(":")
+    return name, (config or None)
+
+
+def _summary(rows: list[dict]) -> dict:
+    out = {"n": len(rows)}
+    for m in KERNEL_METRICS:
+        out[m] = float(np.mean([r[m] for r in rows])) if rows else float("nan")
+    return out
+
+
+def evaluate_kernels(model_specs: list[str], testset_dir: str | Path, progress: bool = True) -> dict:
+    """Score every model on one test-set folder; returns one ``results`` item of the schema."""
+    manifest, entries = load_testset(testset_dir)
+    sf = manifest["sf"]
+    per_image = []
+    for spec in model_specs:
+        name, config = parse_model_spec(spec)
+        for e in tqdm(entries, desc=f"{spec} sf{sf}", disable=not progress, leave=False):
+            k_est = estimate(e.lr(), sf=sf, model=name, config=config)
+            k_gt = e.kernel()
+            row = {"model": spec, "stem": e.stem, "family": e.family}
+            row.update({m: fn(k_est, k_gt) for m, fn in KERNEL_METRICS.items()})
+            per_image.append(row)
+    models = {}
+    for spec in model_specs:
+        rows = [r for r in per_image if r["model"] == spec]
+        fams = sorted({r["family"] for r in rows}, key=lambda f: FAMILIES.index(f))
+        models[spec] = {"families": {f: _summary([r for r in rows if r["family"] == f]) for f in fams},
+                        "overall": _summary(rows)}
+    return {"sf": sf,
+            "testset": {"path": str(testset_dir), "n": len(entries),
+                        "manifest_sha256": sha256(Path(testset_dir) / "manifest.json")},
+            "models": models, "per_image": per_image}
+
+
+def format_table(result: dict) -> str:
+    """A readable table of one ``results`` item: a row per model and family."""
+    head = f"{'model':<22} {'family':<9} {'n':>3} {'L1':>7} {'L1-shift':>8} {'D_v':>9} {'D_s':>8}"
+    lines = [f"sf {result['sf']} — kernel error on {result['testset']['n']} test images "
+             f"({result['testset']['path']}); lower is better", head, "-" * len(head)]
+    for spec, m in result["models"].items():
+        for fam, s in list(m["families"].items()) + [("overall", m["overall"])]:
+            lines.append(f"{spec:<22} {fam:<9} {s['n']:>3} {s['l1']:>7.4f} {s['l1_shifted']:>8.4f} "
+                         f"{s['d_v']:>9.6f} {s['d_s']:>8.3f}")
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str | Path) -> None:
+    """Write a report atomically (no half-written JSON on failure)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=1))

@@ -1,0 +1,82 @@
+"""The scikit-image gallery: the project's *test* images, and the guard that keeps
+them (and every other image scikit-image bundles) out of training.
+
+A training source is refused when its 32x32 thumbnail correlates above
+:data:`MATCH_CORRELATION` with any bundled scikit-image image (so a copy shipped by
+another package, e.g. PyWavelets' ``camera``, is caught too), or when it is read
+from scikit-image's data folder.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+from skimage.transform import resize
+
+TEST_IMAGES = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass",
+               "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "rocket")
+"""Gallery images the test set is made from (all bundled; no download)."""
+
+_ALSO_RESERVED = ("cell", "checkerboard", "clock", "colorwheel", "horse", "logo",
+                  "microaneurysms", "page", "retina", "text", "binary_blobs",
+                  "shepp_logan_phantom")
+MATCH_CORRELATION = 0.98
+
+
+class TestImageInTrainingError(ValueError):
+    """A scikit-image gallery image was offered as training data."""
+
+
+def to_gray(img: np.ndarray) -> np.ndarray:
+    """Any image (``(H,W)``, ``(H,W,3)``, ``(H,W,4)``; uint8/uint16/bool/float) ->
+    ``(H, W)`` float32 luma in [0, 1] (BT.601 weights, alpha dropped)."""
+    img = np.asarray(img)
+    if img.dtype == bool:
+        img = img.astype(np.float32)
+    elif np.issubdtype(img.dtype, np.integer):
+        img = img.astype(np.float32) / float(np.iinfo(img.dtype).max)
+    img = img.astype(np.float32)
+    if img.ndim == 3:
+        img = img[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return img
+
+
+def load_test_image(name: str) -> np.ndarray:
+    """A gallery image as ``(H, W)`` float32 luma in [0, 1]."""
+    if name not in TEST_IMAGES:
+        raise ValueError(f"{name!r} is not a test image; choose from {TEST_IMAGES}")
+    return to_gray(getattr(skimage.data, name)())
+
+
+def _thumbnail(img: np.ndarray) -> np.ndarray:
+    t = resize(to_gray(img), (32, 32), anti_aliasing=True).ravel().astype(np.float64)
+    t -= t.mean()
+    return t / (np.linalg.norm(t) + 1e-12)
+
+
+@lru_cache(maxsize=1)
+def _reserved_thumbnails() -> dict[str, np.ndarray]:
+    return {n: _thumbnail(getattr(skimage.data, n)()) for n in TEST_IMAGES + _ALSO_RESERVED}
+
+
+def matching_gallery_image(img: np.ndarray) -> str | None:
+    """Name of the scikit-image image ``img`` is a copy of (any size), or None."""
+    t = _thumbnail(img)
+    for name, ref in _reserved_thumbnails().items():
+        if float(t @ ref) > MATCH_CORRELATION:
+            return name
+    return None
+
+
+def refuse_test_image(img: np.ndarray, source: str) -> None:
+    """Raise :class:`TestImageInTrainingError` if ``img`` (from ``source``, a path or a
+    name) is a scikit-image gallery image."""
+    data_dir = Path(skimage.data.__file__).parent.resolve()
+    if Path(source).exists() and data_dir in Path(source).resolve().parents:
+        raise TestImageInTrainingError(f"{source}: scikit-image gallery files are the test set")
+    name = matching_gallery_image(img)
+    if name is not None:
+        raise TestImageInTrainingError(
+            f"{source}: is the scikit-image gallery image {name!r}, reserved for testing")

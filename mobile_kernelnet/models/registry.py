@@ -1,0 +1,78 @@
+"""Kernel estimators registered by name (as timm registers models).
+
+Every estimator is a plain ``nn.Module`` with the same contract:
+
+* attributes ``sf`` (int) and ``kernel_size`` (odd int, the HR kernel side ``K``);
+* ``forward(lr)``: ``(B, 1, H, W)`` float32 LR luma in [0, 1] ->
+  ``(B, 1, K, K)`` float32 kernels, each non-negative and summing to 1.
+
+A builder is ``fn(sf: int, config: str, pretrained: bool) -> nn.Module``;
+``configs`` names the configurations it accepts (the first is the default).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[[int, str, bool], nn.Module]
+    configs: tuple[str, ...]
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, configs: tuple[str, ...] = ("default",)):
+    """Decorator registering ``builder`` under ``name``."""
+    def wrap(builder):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelEntry(name, builder, tuple(configs))
+        return builder
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``; ValueError naming the choices if unknown."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, sf: int, config: str | None = None, pretrained: bool = True) -> nn.Module:
+    """Build model ``name`` for scale factor ``sf`` in eval mode (``config`` defaults to the
+    entry's first); with ``pretrained`` the shipped weights are loaded."""
+    entry = model_entry(name)
+    config = config or entry.configs[0]
+    if config not in entry.configs:
+        raise ValueError(f"model {name!r} has configs {entry.configs}, not {config!r}")
+    return entry.builder(sf, config, pretrained).eval()
+
+
+def weights_path(name: str, config: str, sf: int) -> Path:
+    """Where the shipped weights of ``name``/``config`` at ``sf`` live."""
+    return WEIGHTS_DIR / f"{name}_{config}_sf{sf}.pt"
+
+
+def load_weights(model: nn.Module, path: Path) -> nn.Module:
+    """Load a state dict saved by the training script into ``model``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path}; train them with `mkn train` "
+                                f"(see {path.parent / 'README.md'})")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"] if "model" in state else state)
+    return model

@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pywt.data
+import skimage.data
+from skimage.transform import rescale
+
+from mobile_kernelnet import data, gallery
+from mobile_kernelnet.kernels import KernelPool
+
+
+def test_dead_leaves_range_and_determinism():
+    a = data.dead_leaves(96, np.random.default_rng(3))
+    b = data.dead_leaves(96, np.random.default_rng(3))
+    assert a.shape == (96, 96) and a.dtype == np.float32
+    assert 0 <= a.min() and a.max() <= 1
+    assert np.array_equal(a, b)
+    assert len(np.unique(a)) > 50  # many shapes, textured
+    assert not np.array_equal(a, data.dead_leaves(96, np.random.default_rng(4)))
+
+
+def test_packaged_images_are_not_test_images():
+    imgs = data.packaged_images()
+    assert len(imgs) >= 4
+    for name, img in imgs.items():
+        assert img.ndim == 2 and img.dtype == np.float32 and 0 <= img.min() <= img.max() <= 1, name
+        assert gallery.matching_gallery_image(img) is None, name
+
+
+@pytest.mark.parametrize("img", [skimage.data.camera(), pywt.data.camera(), skimage.data.astronaut(),
+                                 rescale(skimage.data.coffee(), 0.37, channel_axis=-1)])
+def test_guard_refuses_gallery_images_and_copies(img):
+    with pytest.raises(gallery.TestImageInTrainingError):
+        gallery.refuse_test_image(img, "candidate")
+
+
+def test_guard_refuses_files_from_skimage_data_dir():
+    path = Path(skimage.data.__file__).parent / "chelsea.png"
+    assert path.is_file()
+    with pytest.raises(gallery.TestImageInTrainingError, match="test set"):
+        gallery.refuse_test_image(np.zeros((8, 8)), str(path))
+
+
+def test_patch_sampler_and_training_batch(rng):
+    sampler = data.HRPatchSampler(96, rng, dead_leaves_prob=0.5)
+    pool = KernelPool.generate(3, 12, rng)
+    lr, hr, k = data.training_batch(sampler, pool, 6, noise_max=0.02)
+    assert hr.shape == (6, 1, 96, 96) and lr.shape == (6, 1, 32, 32) and k.shape == (6, 19, 19)
+    q = lr.numpy() * 255
+    assert np.allclose(q, np.round(q), atol=1e-3) and lr.min() >= 0 and lr.max() <= 1
+    assert any(np.array_equal(kk, pk) for kk in k.numpy()[:1] for pk in pool.kernels)

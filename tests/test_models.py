@@ -1,0 +1,36 @@
+"""One parametrised test over every registered model (as timm does)."""
+import numpy as np
+import pytest
+import torch
+
+from mobile_kernelnet.kernels import kernel_size
+from mobile_kernelnet.models import create_model, list_models
+from mobile_kernelnet.models.registry import model_entry
+
+
+@pytest.mark.parametrize("sf", [2, 3, 4])
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_contract(name, sf):
+    for config in model_entry(name).configs:
+        model = create_model(name, sf, config)
+        x = torch.rand(2, 1, 96, 80)
+        with torch.inference_mode():
+            k = model(x)
+        K = kernel_size(sf)
+        assert model.sf == sf and model.kernel_size == K
+        assert k.shape == (2, 1, K, K) and k.dtype == torch.float32
+        assert torch.all(k >= 0)
+        assert torch.allclose(k.sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5)
+
+
+def test_unknown_model_and_config():
+    with pytest.raises(ValueError, match="registered"):
+        create_model("no-such-model", 2)
+    with pytest.raises(ValueError, match="configs"):
+        create_model("fixed-gaussian", 2, "huge")
+
+
+def test_fixed_gaussian_matches_paper_sigma():
+    k = create_model("fixed-gaussian", 4)(torch.zeros(1, 1, 80, 80))[0, 0].numpy().astype(np.float64)
+    xs = np.arange(23) - 11
+    assert np.sum(k * xs[None, :] ** 2) == pytest.approx(9.0, rel=0.02)  # sigma 3.0 at sf 4
