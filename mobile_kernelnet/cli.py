@@ -82,6 +82,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train_kernelnet
+
+    overrides = {k: getattr(args, k) for k in ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads")
+                 if getattr(args, k) is not None}
+    cfg = TrainConfig(sf=args.sf, config=args.config, **overrides)
+    out = args.out or Path("runs") / f"{args.model}_{args.config}_sf{args.sf}"
+    val = train_kernelnet(cfg, out, resume=args.resume, ship=args.ship)
+    print(f"{out}: validation kernel L1 {val.get('val_l1', float('nan')):.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mkn", description="Blind-SR kernel estimators, from paper to phone.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -110,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", type=Path, help="write the report here")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("train", help="train an estimator (seeded, resumable, logged)")
+    r.add_argument("model", choices=("kernelnet",))
+    r.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
+    r.add_argument("--config", default="mobile")
+    r.add_argument("--out", type=Path, help="run folder (default runs/<model>_<config>_sf<N>)")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    r.add_argument("--ship", action="store_true", help="copy the best weights, log and command into the package")
+    for name in ("seed", "pretrain-steps", "steps", "batch", "patch-lr", "threads"):
+        r.add_argument(f"--{name}", type=int, default=None)
+    r.set_defaults(func=cmd_train)
     return p
 
 

@@ -11,7 +11,7 @@ Sources:
   matplotlib's ``grace_hopper``. Every one passes :func:`gallery.refuse_test_image`
   (PyWavelets' ``camera`` is scikit-image's ``camera`` and is therefore excluded).
 
-:class:`HRPatchSampler` draws grayscale patches (random crop, rescale, flips, 90°
+:class:`HRPatchSampler` draws grayscale patches (random crop, scale, flips, 90°
 rotations) from both; :func:`training_batch` degrades them with pool kernels.
 """
 from __future__ import annotations
@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from skimage.transform import rescale
 
-from .degrade import degrade_torch
+from .degrade import degrade_torch, quantize_8bit
 from .gallery import refuse_test_image, to_gray
 from .kernels import KernelPool
+
+NATURAL_SCALES = (1.0, 0.8, 0.65, 0.5)
 
 
 def dead_leaves(size: int, rng: np.random.Generator, r_min: float = 2.0, r_max: float | None = None,
@@ -98,31 +100,34 @@ def packaged_images() -> dict[str, np.ndarray]:
 
 @dataclass
 class HRPatchSampler:
-    """Random ``(patch, patch)`` HR patches: dead leaves with probability
-    ``dead_leaves_prob``, else a packaged natural image rescaled by U(0.5, 1) (never
-    below the patch size), randomly cropped, flipped and rotated by k·90°."""
+    """Random ``(patch, patch)`` HR patches, randomly flipped and rotated by k·90°.
+
+    With probability ``dead_leaves_prob`` a crop of one of ``bank_size`` dead-leaves
+    images (``2 * patch`` px, drawn once at start: drawing one per patch would cost
+    more than the training step); otherwise a crop of a packaged natural image at
+    one of the scales in :data:`NATURAL_SCALES` (never smaller than the patch).
+    """
 
     patch: int
     rng: np.random.Generator
     dead_leaves_prob: float = 0.5
+    bank_size: int = 48
 
     def __post_init__(self) -> None:
-        self._images = list(packaged_images().values())
+        side = 2 * self.patch
+        self._bank = [dead_leaves(side, self.rng) for _ in range(self.bank_size)]
+        self._natural = [rescale(img, s, anti_aliasing=True).astype(np.float32) if s < 1 else img
+                         for img in packaged_images().values() for s in NATURAL_SCALES
+                         if s * min(img.shape) >= self.patch]
 
     def __call__(self) -> np.ndarray:
         """One ``(patch, patch)`` float32 patch in [0, 1]."""
-        if self.rng.random() < self.dead_leaves_prob:
-            p = dead_leaves(self.patch, self.rng)
-        else:
-            img = self._images[self.rng.integers(len(self._images))]
-            min_scale = self.patch / min(img.shape)
-            s = self.rng.uniform(max(0.5, min_scale), 1.0)
-            if s < 1.0:
-                img = rescale(img, s, anti_aliasing=True).astype(np.float32)
-            y = self.rng.integers(0, img.shape[0] - self.patch + 1)
-            x = self.rng.integers(0, img.shape[1] - self.patch + 1)
-            p = img[y:y + self.patch, x:x + self.patch]
-        p = np.rot90(p, self.rng.integers(4))
+        use_bank = self._bank and self.rng.random() < self.dead_leaves_prob
+        source = self._bank if use_bank else self._natural
+        img = source[self.rng.integers(len(source))]
+        y = self.rng.integers(0, img.shape[0] - self.patch + 1)
+        x = self.rng.integers(0, img.shape[1] - self.patch + 1)
+        p = np.rot90(img[y:y + self.patch, x:x + self.patch], self.rng.integers(4))
         if self.rng.random() < 0.5:
             p = p[:, ::-1]
         return np.ascontiguousarray(p, dtype=np.float32)
@@ -141,6 +146,4 @@ def training_batch(sampler: HRPatchSampler, pool: KernelPool, n: int,
     k = torch.from_numpy(pool.sample(sampler.rng, n))
     sigma = torch.from_numpy(sampler.rng.uniform(0, noise_max, n).astype(np.float32))
     gen = torch.Generator().manual_seed(int(sampler.rng.integers(2 ** 31)))
-    lr = degrade_torch(hr, k, pool.sf, sigma, generator=gen)
-    lr = torch.round(lr.clamp(0, 1) * 255) / 255
-    return lr, hr, k
+    return quantize_8bit(degrade_torch(hr, k, pool.sf, sigma, generator=gen)), hr, k

@@ -81,3 +81,8 @@ def degrade_torch(x: torch.Tensor, k: torch.Tensor, sf: int,
         noise = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
         y = y + noise * sigma.reshape(-1, 1, 1, 1) if sigma.ndim else y + noise * sigma
     return y
+
+
+def quantize_8bit(y: torch.Tensor) -> torch.Tensor:
+    """Clip to [0, 1] and round to 8 bits, as storing the LR image as a PNG does."""
+    return torch.round(y.clamp(0, 1) * 255) / 255

@@ -43,7 +43,7 @@ def test_guard_refuses_files_from_skimage_data_dir():
 
 
 def test_patch_sampler_and_training_batch(rng):
-    sampler = data.HRPatchSampler(96, rng, dead_leaves_prob=0.5)
+    sampler = data.HRPatchSampler(96, rng, dead_leaves_prob=0.5, bank_size=4)
     pool = KernelPool.generate(3, 12, rng)
     lr, hr, k = data.training_batch(sampler, pool, 6, noise_max=0.02)
     assert hr.shape == (6, 1, 96, 96) and lr.shape == (6, 1, 32, 32) and k.shape == (6, 19, 19)

@@ -1,0 +1,150 @@
+"""One interface for everything FFT-shaped the models do, with two backends.
+
+Complex numbers are ``(re, im)`` pairs of real tensors everywhere, so no complex
+dtype reaches an exported graph.
+
+* ``"torch"`` — :mod:`torch.fft` (the reference; any size; exports to ONNX ``DFT``
+  with the dynamo exporter).
+* ``"matmul"`` — the DFT as products with constant real cos/sin matrices, built once
+  per transform size and cached (traced into an exported graph as constants). Every
+  product is a 2-D ``(M, n) @ (n, m)`` MatMul (the batch is folded into rows): no
+  ``DFT`` op, no complex type, and no 4-D MatMul whose axes a layout converter
+  could reorder (see ../shared/TOOLCHAIN_NOTES.md).
+
+Shapes: ``rfft2`` maps ``(..., H, W)`` real to a pair of ``(..., H, W // 2 + 1)``;
+``irfft2`` maps such a pair back to ``(..., H, W)`` given the size. Unnormalised
+forward transform, ``1 / (H W)`` on the inverse (numpy's "backward" norm).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+BACKENDS = ("torch", "matmul")
+Complex = tuple[torch.Tensor, torch.Tensor]
+
+
+def cmul(a: Complex, b: Complex) -> Complex:
+    """``a * b``."""
+    return a[0] * b[0] - a[1] * b[1], a[0] * b[1] + a[1] * b[0]
+
+
+def conj(a: Complex) -> Complex:
+    """Complex conjugate."""
+    return a[0], -a[1]
+
+
+def abs2(a: Complex) -> torch.Tensor:
+    """``|a|^2`` (real)."""
+    return a[0] * a[0] + a[1] * a[1]
+
+
+def cdiv_real(a: Complex, d: torch.Tensor) -> Complex:
+    """``a / d`` for a real, non-zero ``d``."""
+    return a[0] / d, a[1] / d
+
+
+def cpow(a: Complex, n: int) -> Complex:
+    """``a ** n`` for an integer ``n >= 1`` by repeated squaring (``floor(log2 n)``
+    squarings plus one product per extra set bit)."""
+    if n < 1:
+        raise ValueError(f"power must be >= 1, got {n}")
+    result = None
+    base = a
+    while True:
+        if n & 1:
+            result = base if result is None else cmul(result, base)
+        n >>= 1
+        if not n:
+            return result
+        base = cmul(base, base)
+
+
+def centered_crop_from_circular(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The ``(size, size)`` window around index ``(0, 0)`` of a circular signal
+    ``(..., N, M)``, rearranged so that index 0 lands on ``size // 2`` (fftshift + crop)."""
+    r = size // 2
+    rows = torch.cat([x[..., -r:, :], x[..., : size - r, :]], dim=-2)
+    return torch.cat([rows[..., -r:], rows[..., : size - r]], dim=-1)
+
+
+def circular_from_centered(k: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse of :func:`centered_crop_from_circular`: place a centred ``(..., L, L)``
+    kernel on an ``(n, n)`` circular grid with its centre at index ``(0, 0)``."""
+    size = k.shape[-1]
+    r = size // 2
+    x = torch.nn.functional.pad(k, (0, n - size, 0, n - size))  # centre now at (r, r)
+    x = torch.cat([x[..., r:, :], x[..., :r, :]], dim=-2)       # roll by -r: centre -> 0
+    return torch.cat([x[..., :, r:], x[..., :, :r]], dim=-1)
+
+
+def _right(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``x @ m`` on the last axis, as one 2-D MatMul: ``(..., n) -> (..., k)``."""
+    lead = x.shape[:-1]
+    return torch.matmul(x.reshape(-1, x.shape[-1]), m).reshape(*lead, m.shape[-1])
+
+
+def _left(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``m @ x`` on the second-last axis, as a 2-D MatMul between two transposes."""
+    return _right(x.transpose(-1, -2), m.transpose(0, 1)).transpose(-1, -2)
+
+
+class Spectral:
+    """FFT operations with a chosen backend (``"torch"`` or ``"matmul"``)."""
+
+    def __init__(self, backend: str = "torch"):
+        if backend not in BACKENDS:
+            raise ValueError(f"spectral backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self._mats: dict[tuple[str, int], torch.Tensor] = {}
+
+    def _mat(self, kind: str, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Constant DFT matrices (computed in float64, cached per size):
+        ``cos``/``sin`` ``(n, n)``: ``cos(2 pi k j / n)``; ``rcos``/``rsin`` ``(n, n//2+1)``:
+        the same for the half spectrum; ``icos``/``isin`` ``(n//2+1, n)``: the
+        weighted half-spectrum synthesis of ``irfft`` (weights 1 for DC and Nyquist, 2 else, over n)."""
+        key = (kind, n)
+        if key not in self._mats:
+            j = torch.arange(n, dtype=torch.float64)
+            if kind in ("cos", "sin"):
+                ang = 2 * math.pi * torch.outer(j, j) / n
+            else:
+                h = torch.arange(n // 2 + 1, dtype=torch.float64)
+                ang = 2 * math.pi * torch.outer(j, h) / n
+                if kind in ("icos", "isin"):
+                    w = torch.full((n // 2 + 1,), 2.0, dtype=torch.float64)
+                    w[0] = 1.0
+                    if n % 2 == 0:
+                        w[-1] = 1.0
+                    ang = ang.T
+            mat = torch.cos(ang) if kind.endswith("cos") else torch.sin(ang)
+            if kind in ("icos", "isin"):
+                mat = mat * (w / n)[:, None]
+            self._mats[key] = mat
+        return self._mats[key].to(dtype=dtype, device=device)
+
+    def rfft2(self, x: torch.Tensor) -> Complex:
+        """Real 2-D DFT of ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W // 2 + 1)``."""
+        if self.backend == "torch":
+            z = torch.fft.rfft2(x)
+            return z.real, z.imag
+        h, w = x.shape[-2:]
+        m = lambda kind, n: self._mat(kind, n, x.dtype, x.device)  # noqa: E731
+        a = _right(x, m("rcos", w))           # x e^{-i..} along W: re
+        b = -_right(x, m("rsin", w))          # ... im
+        ch, sh = m("cos", h), m("sin", h)     # (C - iS)(a + ib) along H
+        return _left(ch, a) + _left(sh, b), _left(ch, b) - _left(sh, a)
+
+    def irfft2(self, z: Complex, size: tuple[int, int]) -> torch.Tensor:
+        """Inverse of :meth:`rfft2` for an ``(H, W)`` output (imaginary parts of the DC
+        and Nyquist columns are ignored, as ``torch.fft.irfft2`` does)."""
+        if self.backend == "torch":
+            return torch.fft.irfft2(torch.complex(z[0], z[1]), s=size)
+        h, w = size
+        re, im = z
+        m = lambda kind, n: self._mat(kind, n, re.dtype, re.device)  # noqa: E731
+        ch, sh = m("cos", h), m("sin", h)     # (1/H)(C + iS)(re + i im) along H
+        yr = (_left(ch, re) - _left(sh, im)) / h
+        yi = (_left(ch, im) + _left(sh, re)) / h
+        return _right(yr, m("icos", w)) - _right(yi, m("isin", w))
