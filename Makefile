@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test eval testsets clean
+.PHONY: demo test eval testsets weights latency clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,14 @@ testsets: $(STAMP)
 
 eval: testsets
 	$(BIN)/mkn eval --testset testsets --sf 2 3 4 --models $(EVAL_MODELS) --json results/eval_kernels.json --quiet
+
+# Reproduce the shipped KernelNet weights (about 20 min per scale factor on 2 cores).
+weights: $(STAMP)
+	for sf in 2 3 4; do $(BIN)/mkn train kernelnet --sf $$sf --config mobile --ship || exit 1; done
+
+latency: $(STAMP)
+	$(BIN)/mkn latency --model kernelnet --configs mobile paper --sf 2 --sizes 128 256 512 --threads 2 \
+	    --json results/latency_torch.json
 
 clean:
 	rm -rf $(VENV) out testsets

@@ -69,11 +69,15 @@ def cmd_make_testset(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import SCHEMA, evaluate_kernels, format_table, write_json
+    from .evaluate import SCHEMA, backend_agreement, evaluate_kernels, format_table, write_json
 
     results = []
     for sf in args.sf:
-        res = evaluate_kernels(args.models, args.testset / f"sf{sf}", progress=not args.quiet)
+        folder = args.testset / f"sf{sf}"
+        res = evaluate_kernels(args.models, folder, progress=not args.quiet)
+        if args.check_backends:
+            checks = [backend_agreement(spec, folder) for spec in args.models]
+            res["backend_agreement"] = [c for c in checks if c is not None]
         print(format_table(res) + "\n")
         results.append(res)
     if args.json:
@@ -83,14 +87,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train_kernelnet
+    from .train import CLI_OPTIONS, TrainConfig, train_kernelnet
 
-    overrides = {k: getattr(args, k) for k in ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads")
-                 if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in CLI_OPTIONS if getattr(args, k) is not None}
     cfg = TrainConfig(sf=args.sf, config=args.config, **overrides)
     out = args.out or Path("runs") / f"{args.model}_{args.config}_sf{args.sf}"
     val = train_kernelnet(cfg, out, resume=args.resume, ship=args.ship)
     print(f"{out}: validation kernel L1 {val.get('val_l1', float('nan')):.4f}")
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from bench.latency import SCHEMA, machine_info, torch_eager_latency
+    from .evaluate import write_json
+
+    records = torch_eager_latency(args.model, args.configs, args.sf, args.sizes, args.threads,
+                                  args.runs, args.warmup)
+    print(f"{'model':<10} {'config':<7} {'sf':>2} {'threads':>7} {'size':>5} {'median ms':>10} {'p90 ms':>8}")
+    for r in records:
+        print(f"{r['model']:<10} {r['config']:<7} {r['sf']:>2} {r['threads']:>7} {r['input_size']:>5} "
+              f"{r['latency_ms_median']:>10.2f} {r['latency_ms_p90']:>8.2f}")
+    if args.json:
+        write_json({"schema": SCHEMA, "machine": machine_info(), "records": records}, args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -121,7 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--models", nargs="+", default=["fixed-gaussian"], help="name or name:config")
     v.add_argument("--json", type=Path, help="write the report here")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
+    v.add_argument("--check-backends", action="store_true",
+                   help="also run spectral models with the matmul backend and report max |dk| vs torch")
     v.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("latency", help="median PyTorch eager latency per config and input size")
+    b.add_argument("--model", default="kernelnet")
+    b.add_argument("--configs", nargs="+", default=["mobile", "paper"])
+    b.add_argument("--sf", type=int, choices=(2, 3, 4), default=2)
+    b.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512], help="LR input sides")
+    b.add_argument("--threads", type=int, nargs="+", default=[2])
+    b.add_argument("--runs", type=int, default=20)
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--json", type=Path)
+    b.set_defaults(func=cmd_latency)
 
     r = sub.add_parser("train", help="train an estimator (seeded, resumable, logged)")
     r.add_argument("model", choices=("kernelnet",))
@@ -130,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="run folder (default runs/<model>_<config>_sf<N>)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     r.add_argument("--ship", action="store_true", help="copy the best weights, log and command into the package")
-    for name in ("seed", "pretrain-steps", "steps", "batch", "patch-lr", "threads"):
+    for name in ("seed", "pretrain-steps", "steps", "batch", "patch-lr", "threads"):  # = train.CLI_OPTIONS
         r.add_argument(f"--{name}", type=int, default=None)
     r.set_defaults(func=cmd_train)
     return p

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from .estimation import estimate
@@ -66,6 +67,27 @@ def evaluate_kernels(model_specs: list[str], testset_dir: str | Path, progress: 
             "models": models, "per_image": per_image}
 
 
+def backend_agreement(spec: str, testset_dir: str | Path) -> dict | None:
+    """Largest |k_torch - k_matmul| over the test set for a model with a spectral stage
+    (``None`` for models without one): both backends must give the same kernel."""
+    from .models import create_model
+
+    manifest, entries = load_testset(testset_dir, verify=False)
+    name, config = parse_model_spec(spec)
+    model = create_model(name, manifest["sf"], config)
+    if not hasattr(model, "set_spectral_backend"):
+        return None
+    worst = 0.0
+    with torch.inference_mode():
+        for e in entries:
+            x = torch.from_numpy(e.lr())[None, None]
+            ref = model.set_spectral_backend("torch")(x)
+            out = model.set_spectral_backend("matmul")(x)
+            worst = max(worst, float((out - ref).abs().max()))
+    model.set_spectral_backend("torch")
+    return {"model": spec, "max_abs_diff": worst, "n": len(entries)}
+
+
 def format_table(result: dict) -> str:
     """A readable table of one ``results`` item: a row per model and family."""
     head = f"{'model':<22} {'family':<9} {'n':>3} {'L1':>7} {'L1-shift':>8} {'D_v':>9} {'D_s':>8}"
@@ -75,6 +97,9 @@ def format_table(result: dict) -> str:
         for fam, s in list(m["families"].items()) + [("overall", m["overall"])]:
             lines.append(f"{spec:<22} {fam:<9} {s['n']:>3} {s['l1']:>7.4f} {s['l1_shifted']:>8.4f} "
                          f"{s['d_v']:>9.6f} {s['d_s']:>8.3f}")
+    for b in result.get("backend_agreement", []):
+        lines.append(f"{b['model']}: torch vs matmul spectral backend, max |dk| = {b['max_abs_diff']:.2e} "
+                     f"over {b['n']} images")
     return "\n".join(lines)
 
 

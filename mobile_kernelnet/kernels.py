@@ -252,6 +252,14 @@ class KernelPool:
         ks = np.stack([self_convolve(k, copies, size) for k in pool2.kernels])
         return cls(sf, ks, np.char.add(pool2.families, "-selfconv"))
 
+    @classmethod
+    def concat(cls, pools: list["KernelPool"]) -> "KernelPool":
+        """One pool holding every kernel of ``pools`` (same sf and kernel size)."""
+        if len({p.sf for p in pools}) != 1:
+            raise ValueError("cannot mix pools of different scale factors")
+        return cls(pools[0].sf, np.concatenate([p.kernels for p in pools]),
+                   np.concatenate([p.families for p in pools]))
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``(n, K, K)`` float32 kernels drawn with replacement."""
         return self.kernels[rng.integers(0, len(self), size=n)]

@@ -10,7 +10,8 @@ KernelNet is trained in two stages, as in the paper:
    the fixed stages' input meaningful while the refinement learns).
 
 Kernels come from a pool drawn from all three families (Gaussian, motion, disk;
-equal weights); HR patches from :class:`data.HRPatchSampler`; LR images are made on
+equal weights; at sf 3 and 4 a fifth of it is the paper's §3.4 extension, sf 2
+kernels self-convolved); HR patches from :class:`data.HRPatchSampler`; LR images are made on
 the fly with :func:`degrade.degrade_torch`, white noise U(0, ``noise_max``) and 8-bit
 quantisation. Validation uses a fixed set drawn from the same training sources with
 seed ``seed + 1`` (never the test set).
@@ -25,10 +26,8 @@ from __future__ import annotations
 import json
 import math
 import platform
-import shlex
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +58,7 @@ class TrainConfig:
     lr: float = 1e-3            # Adam, cosine-decayed to 1 % within each stage
     noise_max: float = 0.005    # LR noise sigma ~ U(0, noise_max)
     pool_size: int = 3000
+    extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
     val_every: int = 250
     ckpt_every: int = 100
@@ -87,7 +87,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.model = KernelNet(cfg.sf, CONFIGS[cfg.config])
-        self.pool = KernelPool.generate(cfg.sf, cfg.pool_size, self.rng)
+        self.pool = self._training_pool()
         self.sampler = HRPatchSampler(cfg.sf * cfg.patch_lr, self.rng, bank_size=cfg.bank_size)
         self.val = self._validation_set()
         self.stage, self.step = cfg.stages[0], 0
@@ -100,6 +100,16 @@ class Trainer:
             raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it")
 
     # -- data -------------------------------------------------------------------
+    def _training_pool(self) -> KernelPool:
+        """All three families, equal weights; at sf 3/4 ``extension_fraction`` of the pool is
+        KernelNet's §3.4 extension (self-convolved sf 2 kernels)."""
+        cfg = self.cfg
+        n_ext = int(cfg.pool_size * cfg.extension_fraction) if cfg.sf != 2 else 0
+        pool = KernelPool.generate(cfg.sf, cfg.pool_size - n_ext, self.rng)
+        if not n_ext:
+            return pool
+        return KernelPool.concat([pool, KernelPool.extended_from_sf2(KernelPool.generate(2, n_ext, self.rng), cfg.sf)])
+
     def _validation_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
         rng = np.random.default_rng(self.cfg.seed + 1)
         pool = KernelPool.generate(self.cfg.sf, self.cfg.val_size, rng)
@@ -236,6 +246,18 @@ class Trainer:
         return dest
 
 
+CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads")
+
+
+def canonical_command(cfg: TrainConfig) -> str:
+    """The one command that reproduces ``cfg`` from scratch (options left at their
+    defaults are omitted)."""
+    default = TrainConfig()
+    extra = "".join(f" --{k.replace('_', '-')} {getattr(cfg, k)}" for k in CLI_OPTIONS
+                    if getattr(cfg, k) != getattr(default, k))
+    return f"mkn train kernelnet --sf {cfg.sf} --config {cfg.config}{extra} --ship"
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -249,6 +271,6 @@ def train_kernelnet(cfg: TrainConfig, out: Path, resume: bool, ship: bool) -> di
     trainer = Trainer(cfg, out, resume)
     val = trainer.run()
     if ship:
-        dest = trainer.ship("mkn " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        dest = trainer.ship(canonical_command(cfg))
         print(f"shipped {dest}")
     return val

@@ -117,3 +117,12 @@ def test_pool_extension_from_sf2(sf, copies):
         assert np.isclose(_variance_x(k), copies * _variance_x(k2), rtol=1e-3)
     with pytest.raises(ValueError):
         K.KernelPool.extended_from_sf2(ext, 4)
+
+
+def test_pool_concat(rng):
+    a = K.KernelPool.generate(3, 4, rng)
+    b = K.KernelPool.extended_from_sf2(K.KernelPool.generate(2, 2, rng), 3)
+    c = K.KernelPool.concat([a, b])
+    assert len(c) == 6 and np.array_equal(c.kernels[4:], b.kernels) and c.families[-1].endswith("-selfconv")
+    with pytest.raises(ValueError):
+        K.KernelPool.concat([a, K.KernelPool.generate(2, 1, rng)])

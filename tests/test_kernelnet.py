@@ -1,0 +1,79 @@
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mobile_kernelnet.kernels import gaussian_kernel, kernel_size
+from mobile_kernelnet.models.kernelnet import CONFIGS, FFT1, FFT2, KernelNet, image_gradients
+from mobile_kernelnet.spectral import Spectral
+
+
+def _variance_x(k: torch.Tensor) -> float:
+    xs = torch.arange(k.shape[-1], dtype=torch.float64) - k.shape[-1] // 2
+    return float((k.double() * xs ** 2).sum())
+
+
+@pytest.mark.parametrize("sf", [2, 3, 4])
+def test_stage_shapes_and_invariants(sf):
+    torch.manual_seed(0)
+    model = KernelNet(sf, CONFIGS["mobile"]).eval()
+    with torch.no_grad():
+        out = model.stages(torch.rand(2, 1, 72, 80))
+    K, L = kernel_size(sf), model.config.klr_size
+    assert out["grads"].shape == (2, 2, 72, 80) and out["grads"].abs().max() <= 1
+    assert out["k_lr"].shape == (2, 1, L, L) and out["k_coarse"].shape == out["kernel"].shape == (2, 1, K, K)
+    for name in ("k_lr", "k_coarse", "kernel"):
+        assert torch.all(out[name] >= 0)
+        assert torch.allclose(out[name].sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5), name
+
+
+@pytest.mark.parametrize("backend", ["torch", "matmul"])
+def test_fft1_recovers_a_known_lr_kernel(backend):
+    """y = g ⊛ k circularly -> eq. 11 with tiny lambda and no threshold returns k."""
+    g = torch.Generator().manual_seed(1)
+    k = torch.from_numpy(gaussian_kernel(7, 1.2, 0.6, theta=0.5))
+    grads = torch.randn(1, 2, 64, 64, generator=g)
+    pad = torch.zeros(64, 64, dtype=torch.float64)
+    pad[:7, :7] = k
+    pad = torch.roll(pad, (-3, -3), dims=(0, 1))  # centre at index 0
+    y = torch.fft.irfft2(torch.fft.rfft2(grads.double()) * torch.fft.rfft2(pad), s=(64, 64)).float()
+    fft1 = FFT1(Spectral(backend), klr_size=7, threshold=0.0, lambda_init=1e-9, border=0)
+    with torch.no_grad():
+        est = fft1(y, grads)[0, 0]
+    assert torch.allclose(est, k.float(), atol=1e-4)
+
+
+@pytest.mark.parametrize("copies", [4, 8, 9, 16])
+def test_fft2_widens_by_sqrt_of_copies(copies):
+    k_lr = torch.from_numpy(gaussian_kernel(9, 0.5, 0.5))[None, None]
+    fft2 = FFT2(Spectral("torch"), out_size=23, copies=copies)
+    with torch.no_grad():
+        k_hr = fft2(k_lr)
+    assert _variance_x(k_hr) == pytest.approx(copies * _variance_x(k_lr), rel=1e-3)
+
+
+def test_sf3_self_convolution_count_is_configurable():
+    assert KernelNet(3, CONFIGS["mobile"]).fft2.copies == 9
+    assert KernelNet(3, replace(CONFIGS["mobile"], self_convolutions=8)).fft2.copies == 8
+    assert KernelNet(2, CONFIGS["paper"]).fft2.copies == 4
+
+
+@pytest.mark.parametrize("size", [(96, 96), (101, 87)])
+def test_backends_give_the_same_kernel(size):
+    torch.manual_seed(3)
+    model = KernelNet(2, CONFIGS["mobile"]).eval()
+    x = torch.rand(2, 1, *size)
+    with torch.no_grad():
+        ref = model.stages(x)
+        model.set_spectral_backend("matmul")
+        out = model.stages(x)
+    for name in ("k_lr", "k_coarse", "kernel"):
+        assert (out[name] - ref[name]).abs().max() < 1e-5, name
+
+
+def test_image_gradients():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    g = image_gradients(x)
+    assert torch.equal(g[0, 0], torch.tensor([[1.0, 1, 1, 0]] * 3))
+    assert torch.equal(g[0, 1], torch.tensor([[4.0] * 4, [4.0] * 4, [0.0] * 4]))
