@@ -24,7 +24,8 @@ import torch
 from skimage.transform import rescale
 
 from .degrade import degrade_torch, quantize_8bit
-from .gallery import refuse_test_image, to_gray
+from .color import to_gray
+from .gallery import refuse_test_image
 from .kernels import KernelPool
 
 NATURAL_SCALES = (1.0, 0.8, 0.65, 0.5)

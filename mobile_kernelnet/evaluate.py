@@ -14,6 +14,7 @@ Each metric is the mean over images (see :mod:`metrics` for the definitions).
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,12 @@ from tqdm import tqdm
 from .estimation import estimate
 from .imio import atomic_output
 from .kernels import FAMILIES
-from .metrics import KERNEL_METRICS
-from .testset import load_testset, sha256
+from .metrics import KERNEL_METRICS, psnr, ssim
+from .sr import SRConfig, super_resolve_luma, upscale_bicubic
+from .testset import load_hr, load_testset, sha256
 
 SCHEMA = "mkn-eval/1"
+SCHEMA_SR = "mkn-eval-sr/1"
 
 
 def parse_model_spec(spec: str) -> tuple[str, str | None]:
@@ -86,6 +89,60 @@ def backend_agreement(spec: str, testset_dir: str | Path) -> dict | None:
             worst = max(worst, float((out - ref).abs().max()))
     model.set_spectral_backend("torch")
     return {"model": spec, "max_abs_diff": worst, "n": len(entries)}
+
+
+def evaluate_sr(model_specs: list[str], testset_dir: str | Path, figure: str | Path | None = None,
+                progress: bool = True, config: SRConfig = SRConfig()) -> dict:
+    """SR quality on one test-set folder: PSNR / SSIM (luma, sf-cropped border) against the
+    HR original for bicubic, and for :func:`sr.super_resolve_luma` with the fixed-Gaussian
+    kernel, each model's estimated kernel and the true kernel (the upper bound).
+    Optionally draws the first entry of every family side by side into ``figure``."""
+    manifest, entries = load_testset(testset_dir)
+    sf = manifest["sf"]
+    methods = ["bicubic", *dict.fromkeys(f"sr:{m}" for m in ["fixed-gaussian", *model_specs]), "sr:true-kernel"]
+    rows, shown = [], {}
+    for e in tqdm(entries, desc=f"SR sf{sf}", disable=not progress, leave=False):
+        hr, lr = load_hr(e.image), e.lr()
+        outputs = {}
+        for method in methods:
+            if method == "bicubic":
+                out = upscale_bicubic(lr, sf)
+            else:
+                spec = method[3:]
+                if spec == "true-kernel":
+                    k = e.kernel()
+                else:
+                    name, config_name = parse_model_spec(spec)
+                    k = estimate(lr, sf=sf, model=name, config=config_name)
+                out = super_resolve_luma(lr, k, sf, config)
+            rows.append({"method": method, "stem": e.stem, "family": e.family,
+                         "psnr": psnr(out, hr, sf), "ssim": ssim(out, hr, sf)})
+            outputs[method] = out
+        if e.family not in shown:
+            shown[e.family] = (e.stem, hr, outputs)
+    summary = {}
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        groups = {f: [r for r in mine if r["family"] == f] for f in FAMILIES}
+        groups["overall"] = mine
+        summary[method] = {g: {"n": len(rs), "psnr": float(np.mean([r["psnr"] for r in rs])),
+                               "ssim": float(np.mean([r["ssim"] for r in rs]))} for g, rs in groups.items() if rs}
+    if figure is not None:
+        from .figures import sr_comparison
+        sr_comparison(list(shown.values()), sf, figure)
+    return {"sf": sf, "testset": {"path": str(testset_dir), "n": len(entries)}, "sr_config": asdict(config),
+            "methods": summary, "per_image": rows, "figure": str(figure) if figure else None}
+
+
+def format_sr_table(result: dict) -> str:
+    """Mean PSNR / SSIM per method and family."""
+    groups = [g for g in (*FAMILIES, "overall") if g in next(iter(result["methods"].values()))]
+    head = f"{'method':<24}" + "".join(f" {g:>16}" for g in groups)
+    lines = [f"sf {result['sf']} — SR PSNR dB / SSIM (luma, {result['sf']}-px border cropped), "
+             f"{result['testset']['n']} images; higher is better", head, "-" * len(head)]
+    for method, m in result["methods"].items():
+        lines.append(f"{method:<24}" + "".join(f" {m[g]['psnr']:>8.2f} / {m[g]['ssim']:.3f}" for g in groups))
+    return "\n".join(lines)
 
 
 def format_table(result: dict) -> str:

@@ -15,6 +15,8 @@ import numpy as np
 import skimage.data
 from skimage.transform import resize
 
+from .color import to_gray
+
 TEST_IMAGES = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass",
                "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "rocket")
 """Gallery images the test set is made from (all bundled; no download)."""
@@ -27,20 +29,6 @@ MATCH_CORRELATION = 0.98
 
 class TestImageInTrainingError(ValueError):
     """A scikit-image gallery image was offered as training data."""
-
-
-def to_gray(img: np.ndarray) -> np.ndarray:
-    """Any image (``(H,W)``, ``(H,W,3)``, ``(H,W,4)``; uint8/uint16/bool/float) ->
-    ``(H, W)`` float32 luma in [0, 1] (BT.601 weights, alpha dropped)."""
-    img = np.asarray(img)
-    if img.dtype == bool:
-        img = img.astype(np.float32)
-    elif np.issubdtype(img.dtype, np.integer):
-        img = img.astype(np.float32) / float(np.iinfo(img.dtype).max)
-    img = img.astype(np.float32)
-    if img.ndim == 3:
-        img = img[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return img
 
 
 def load_test_image(name: str) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Iterator
 import imageio.v3 as iio
 import numpy as np
 
-from .gallery import to_gray
+from .color import to_float, to_gray
 
 
 class ImageReadError(ValueError):
@@ -25,6 +25,12 @@ class ImageReadError(ValueError):
 def read_image(path: str | Path) -> np.ndarray:
     """PNG / JPEG / TIFF, 8 or 16 bit (or float TIFF), gray, RGB or RGBA ->
     ``(H, W)`` float32 luma in [0, 1]. Raises :class:`ImageReadError`."""
+    return to_gray(read_image_color(path))
+
+
+def read_image_color(path: str | Path) -> np.ndarray:
+    """Like :func:`read_image` but keeps colour: ``(H, W)`` or ``(H, W, 3)`` float32 in
+    [0, 1] (alpha dropped)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
@@ -41,7 +47,9 @@ def read_image(path: str | Path) -> np.ndarray:
         img = img[..., 0]
     if img.ndim != 2 and img.ndim != 3:
         raise ImageReadError(f"{path}: unsupported image shape {img.shape}")
-    return to_gray(img)
+    if img.ndim == 3:
+        img = img[..., :3]
+    return to_float(img)
 
 
 @contextlib.contextmanager
@@ -57,7 +65,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 
 def write_png(path: str | Path, img: np.ndarray, bits: int = 8) -> None:
-    """Write ``(H, W)`` float in [0, 1] as an 8- or 16-bit gray PNG (clipped, rounded), atomically."""
+    """Write ``(H, W)`` or ``(H, W, 3)`` float in [0, 1] as an 8- or 16-bit PNG (clipped,
+    rounded), atomically."""
     dtype = {8: np.uint8, 16: np.uint16}[bits]
     scale = np.iinfo(dtype).max
     data = np.round(np.clip(img, 0.0, 1.0) * scale).astype(dtype)

@@ -12,7 +12,9 @@ dtype reaches an exported graph.
   could reorder (see ../shared/TOOLCHAIN_NOTES.md).
 
 Shapes: ``rfft2`` maps ``(..., H, W)`` real to a pair of ``(..., H, W // 2 + 1)``;
-``irfft2`` maps such a pair back to ``(..., H, W)`` given the size. Unnormalised
+``irfft2`` maps such a pair back to ``(..., H, W)`` given the size; ``fft2`` /
+``ifft2_real`` are the full-spectrum pair (needed where the spectrum is split into
+blocks, as in the SR solver). Unnormalised
 forward transform, ``1 / (H W)`` on the inverse (numpy's "backward" norm).
 """
 from __future__ import annotations
@@ -69,12 +71,13 @@ def centered_crop_from_circular(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([rows[..., -r:], rows[..., : size - r]], dim=-1)
 
 
-def circular_from_centered(k: torch.Tensor, n: int) -> torch.Tensor:
+def circular_from_centered(k: torch.Tensor, n: int | tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`centered_crop_from_circular`: place a centred ``(..., L, L)``
-    kernel on an ``(n, n)`` circular grid with its centre at index ``(0, 0)``."""
+    kernel on an ``(n, n)`` (or ``(h, w)``) circular grid with its centre at index ``(0, 0)``."""
+    h, w = (n, n) if isinstance(n, int) else n
     size = k.shape[-1]
     r = size // 2
-    x = torch.nn.functional.pad(k, (0, n - size, 0, n - size))  # centre now at (r, r)
+    x = torch.nn.functional.pad(k, (0, w - size, 0, h - size))  # centre now at (r, r)
     x = torch.cat([x[..., r:, :], x[..., :r, :]], dim=-2)       # roll by -r: centre -> 0
     return torch.cat([x[..., :, r:], x[..., :, :r]], dim=-1)
 
@@ -124,27 +127,50 @@ class Spectral:
             self._mats[key] = mat
         return self._mats[key].to(dtype=dtype, device=device)
 
+    def _m(self, kind: str, n: int, like: torch.Tensor) -> torch.Tensor:
+        return self._mat(kind, n, like.dtype, like.device)
+
+    def _cols_forward(self, a: torch.Tensor, b: torch.Tensor) -> Complex:
+        """``(C - iS)(a + ib)`` along the second-last axis (the H-side of a forward DFT)."""
+        ch, sh = self._m("cos", a.shape[-2], a), self._m("sin", a.shape[-2], a)
+        return _left(ch, a) + _left(sh, b), _left(ch, b) - _left(sh, a)
+
+    def _cols_inverse(self, z: Complex) -> Complex:
+        """``(1/H)(C + iS)(re + i im)`` along the second-last axis."""
+        re, im = z
+        h = re.shape[-2]
+        ch, sh = self._m("cos", h, re), self._m("sin", h, re)
+        return (_left(ch, re) - _left(sh, im)) / h, (_left(ch, im) + _left(sh, re)) / h
+
     def rfft2(self, x: torch.Tensor) -> Complex:
         """Real 2-D DFT of ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W // 2 + 1)``."""
         if self.backend == "torch":
             z = torch.fft.rfft2(x)
             return z.real, z.imag
-        h, w = x.shape[-2:]
-        m = lambda kind, n: self._mat(kind, n, x.dtype, x.device)  # noqa: E731
-        a = _right(x, m("rcos", w))           # x e^{-i..} along W: re
-        b = -_right(x, m("rsin", w))          # ... im
-        ch, sh = m("cos", h), m("sin", h)     # (C - iS)(a + ib) along H
-        return _left(ch, a) + _left(sh, b), _left(ch, b) - _left(sh, a)
+        w = x.shape[-1]
+        return self._cols_forward(_right(x, self._m("rcos", w, x)), -_right(x, self._m("rsin", w, x)))
 
     def irfft2(self, z: Complex, size: tuple[int, int]) -> torch.Tensor:
         """Inverse of :meth:`rfft2` for an ``(H, W)`` output (imaginary parts of the DC
         and Nyquist columns are ignored, as ``torch.fft.irfft2`` does)."""
         if self.backend == "torch":
             return torch.fft.irfft2(torch.complex(z[0], z[1]), s=size)
-        h, w = size
-        re, im = z
-        m = lambda kind, n: self._mat(kind, n, re.dtype, re.device)  # noqa: E731
-        ch, sh = m("cos", h), m("sin", h)     # (1/H)(C + iS)(re + i im) along H
-        yr = (_left(ch, re) - _left(sh, im)) / h
-        yi = (_left(ch, im) + _left(sh, re)) / h
-        return _right(yr, m("icos", w)) - _right(yi, m("isin", w))
+        w = size[1]
+        yr, yi = self._cols_inverse(z)
+        return _right(yr, self._m("icos", w, yr)) - _right(yi, self._m("isin", w, yr))
+
+    def fft2(self, x: torch.Tensor) -> Complex:
+        """Full 2-D DFT of a real ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W)``."""
+        if self.backend == "torch":
+            z = torch.fft.fft2(x)
+            return z.real, z.imag
+        w = x.shape[-1]
+        return self._cols_forward(_right(x, self._m("cos", w, x)), -_right(x, self._m("sin", w, x)))
+
+    def ifft2_real(self, z: Complex) -> torch.Tensor:
+        """Real part of the inverse full 2-D DFT: ``(re, im)`` ``(..., H, W)`` -> ``(..., H, W)``."""
+        if self.backend == "torch":
+            return torch.fft.ifft2(torch.complex(z[0], z[1])).real
+        yr, yi = self._cols_inverse(z)
+        w = yr.shape[-1]
+        return (_right(yr, self._m("cos", w, yr)) - _right(yi, self._m("sin", w, yr))) / w

@@ -12,7 +12,7 @@ from mobile_kernelnet.models.registry import model_entry
 @pytest.mark.parametrize("name", list_models())
 def test_registered_model_contract(name, sf):
     for config in model_entry(name).configs:
-        model = create_model(name, sf, config)
+        model = create_model(name, sf, config, pretrained=False)
         x = torch.rand(2, 1, 96, 80)
         with torch.inference_mode():
             k = model(x)
@@ -21,6 +21,20 @@ def test_registered_model_contract(name, sf):
         assert k.shape == (2, 1, K, K) and k.dtype == torch.float32
         assert torch.all(k >= 0)
         assert torch.allclose(k.sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("sf", [2, 3, 4])
+def test_shipped_kernelnet_weights_load_and_beat_the_baseline_on_the_sample(sf):
+    """Weights ship for the mobile config at every sf, with the record of how they were made."""
+    import json
+    from mobile_kernelnet.models.registry import weights_path
+
+    path = weights_path("kernelnet", "mobile", sf)
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["command"].startswith(f"mkn train kernelnet --sf {sf}") and "seed" in record
+    assert path.with_suffix(".log").stat().st_size > 0 and path.stat().st_size < 5e6
+    model = create_model("kernelnet", sf, "mobile")
+    assert not model.training
 
 
 def test_unknown_model_and_config():

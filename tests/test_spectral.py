@@ -80,3 +80,14 @@ def test_matmul_backend_uses_only_2d_real_matmuls():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
         S.Spectral("cufft")
+
+
+@pytest.mark.parametrize("h,w", [(64, 64), (45, 38), (126, 126)])
+def test_full_fft_pair_matches_torch_and_inverts(h, w):
+    x = torch.randn(2, h, w, generator=torch.Generator().manual_seed(7))
+    ref = torch.fft.fft2(x)
+    for backend in S.BACKENDS:
+        sp = S.Spectral(backend)
+        z = sp.fft2(x)
+        assert _rel(z[0], ref.real) < 1e-5 and _rel(z[1], ref.imag) < 1e-5
+        assert _rel(sp.ifft2_real(z), x) < 1e-5
