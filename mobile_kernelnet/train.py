@@ -224,7 +224,10 @@ class Trainer:
                 if self.step % self.cfg.ckpt_every == 0 or self.step == self._stage_steps():
                     self._save()
             bar.close()
-        self._log({"stage": "done", "best_val_l1": self.best_val})
+        if not val:  # resumed after the end: nothing left to train
+            val = self.validate()
+        else:
+            self._log({"stage": "done", "best_val_l1": self.best_val})
         return val
 
     def ship(self, command: str) -> Path:
