@@ -130,12 +130,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import CLI_OPTIONS, TrainConfig, train_kernelnet
+    from .train import CLI_OPTIONS, TrainConfig, train
 
     overrides = {k: getattr(args, k) for k in CLI_OPTIONS if getattr(args, k) is not None}
-    cfg = TrainConfig(sf=args.sf, config=args.config, **overrides)
-    out = args.out or Path("runs") / f"{args.model}_{args.config}_sf{args.sf}"
-    val = train_kernelnet(cfg, out, resume=args.resume, ship=args.ship)
+    cfg = TrainConfig(model=args.model, sf=args.sf, config=args.config, **overrides)
+    out = args.out or Path("runs") / f"{cfg.shipped_name}_{args.config}_sf{args.sf}"
+    val = train(cfg, out, resume=args.resume, ship=args.ship)
     print(f"{out}: validation kernel L1 {val.get('val_l1', float('nan')):.4f}")
     return 0
 
@@ -210,14 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_latency)
 
     r = sub.add_parser("train", help="train an estimator (seeded, resumable, logged)")
-    r.add_argument("model", choices=("kernelnet",))
+    r.add_argument("model", choices=("kernelnet", "s2k"))
     r.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
     r.add_argument("--config", default="mobile")
     r.add_argument("--out", type=Path, help="run folder (default runs/<model>_<config>_sf<N>)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     r.add_argument("--ship", action="store_true", help="copy the best weights, log and command into the package")
-    for name in ("seed", "pretrain-steps", "steps", "batch", "patch-lr", "threads"):  # = train.CLI_OPTIONS
+    for name in ("seed", "pretrain-steps", "steps", "batch", "patch-lr", "threads"):  # + adv-weight = CLI_OPTIONS
         r.add_argument(f"--{name}", type=int, default=None)
+    r.add_argument("--adv-weight", type=float, default=None,
+                   help="S2K: weight of the adversarial shape loss (default 1; 0 = no discriminator)")
     r.set_defaults(func=cmd_train)
     return p
 

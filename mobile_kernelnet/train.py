@@ -1,6 +1,9 @@
 """Training loops, checkpoints and logs (`mkn train`).
 
-KernelNet is trained in two stages, as in the paper:
+One :class:`Trainer` runs every model; a *recipe* per model says what it builds,
+which stages it trains and what one step does (:data:`RECIPES`).
+
+**KernelNet** (:class:`KernelNetRecipe`), two stages as in the paper:
 
 1. ``pretrain`` (§4.1): the gradient estimator alone, L1 between its output and the
    gradients of the phase-0-decimated HR patch (the sampling grid of the degradation,
@@ -9,38 +12,45 @@ KernelNet is trained in two stages, as in the paper:
    paper's metric) + 0.5 x the same on the FFT-2 output (deep supervision, which keeps
    the fixed stages' input meaningful while the refinement learns).
 
-Kernels come from a pool drawn from all three families (Gaussian, motion, disk;
-equal weights; at sf 3 and 4 a fifth of it is the paper's §3.4 extension, sf 2
-kernels self-convolved); HR patches from :class:`data.HRPatchSampler`; LR images are made on
-the fly with :func:`degrade.degrade_torch`, white noise U(0, ``noise_max``) and 8-bit
-quantisation. Validation uses a fixed set drawn from the same training sources with
-seed ``seed + 1`` (never the test set).
+**S2K** (:class:`S2KRecipe`), one ``gan`` stage: generator loss
+``λ1 mean|k - k_gt| + λ2 (D(s; k) - 1)² + λ3 TV(k)`` with the paper's (100, 1, 1),
+discriminator LSGAN loss ``((D(s; k_gt) - 1)² + D(s; k)²) / 2``, Adam (β 0.5, 0.999).
+``--adv-weight 0`` trains without the discriminator (the ablation; shipped as
+``s2k-noadv``).
 
-Everything is seeded. A checkpoint (model, optimiser, step, RNG states) is written
-atomically every ``ckpt_every`` steps; ``--resume`` continues from it. The log is
-JSON lines in ``OUT/log.jsonl``. ``--ship`` copies the best-validation weights, the
-log and a record of the exact command next to the package's shipped weights.
+Data (both): kernels from a pool drawn from all three families (Gaussian, motion,
+disk; equal weights; at sf 3 and 4 a fifth of it is KernelNet's §3.4 extension, sf 2
+kernels self-convolved); HR patches from :class:`data.HRPatchSampler`; LR images
+made on the fly with :func:`degrade.degrade_torch`, white noise U(0, ``noise_max``)
+and 8-bit quantisation. Validation uses a fixed set drawn from the same training
+sources with seed ``seed + 1`` (never the test set).
+
+Everything is seeded. A checkpoint (networks, optimisers, stage, step, RNG states) is
+written atomically every ``ckpt_every`` steps; ``--resume`` continues from it exactly.
+The log is JSON lines in ``OUT/log.jsonl``. ``--ship`` copies the best-validation
+weights, the log and a record of the exact command next to the package's weights.
 """
 from __future__ import annotations
 
 import json
 import math
 import platform
-import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from .data import HRPatchSampler, training_batch
 from .degrade import decimate, degrade_torch, quantize_8bit
 from .imio import atomic_output
 from .kernels import FAMILIES, KernelPool
-from .models.kernelnet import CONFIGS, KernelNet, image_gradients
+from .models import kernelnet as kn
+from .models import s2k
 from .models.registry import weights_path
 
 
@@ -48,14 +58,16 @@ from .models.registry import weights_path
 class TrainConfig:
     """Schedule and data settings of one training run."""
 
+    model: str = "kernelnet"
     sf: int = 2
     config: str = "mobile"
     seed: int = 0
     patch_lr: int = 96          # LR patch side; HR patch = sf x this
     batch: int = 16
-    pretrain_steps: int = 1500
-    steps: int = 4000           # end-to-end steps
+    pretrain_steps: int = 1500  # KernelNet's gradient-estimator stage
+    steps: int = 4000           # main stage (KernelNet end to end; S2K GAN)
     lr: float = 1e-3            # Adam, cosine-decayed to 1 % within each stage
+    adv_weight: float = 1.0     # S2K's λ2; 0 trains without the discriminator
     noise_max: float = 0.005    # LR noise sigma ~ U(0, noise_max)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
@@ -65,7 +77,11 @@ class TrainConfig:
     log_every: int = 25
     bank_size: int = 48
     threads: int = 2
-    stages: tuple = field(default=("pretrain", "e2e"))
+
+    @property
+    def shipped_name(self) -> str:
+        """Registry name the weights of this run ship under."""
+        return "s2k-noadv" if self.model == "s2k" and self.adv_weight == 0 else self.model
 
 
 def _kernel_l1(k: torch.Tensor, k_gt: torch.Tensor) -> torch.Tensor:
@@ -74,25 +90,122 @@ def _kernel_l1(k: torch.Tensor, k_gt: torch.Tensor) -> torch.Tensor:
 
 
 def _grad_target(hr: torch.Tensor, sf: int) -> torch.Tensor:
-    return image_gradients(decimate(hr, sf))
+    return kn.image_gradients(decimate(hr, sf))
+
+
+def _cosine(base: float, frac: float) -> float:
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+class KernelNetRecipe:
+    """KernelNet: ``pretrain`` (gradient estimator, L1 on sharp gradients) then ``e2e``."""
+
+    stages = ("pretrain", "e2e")
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.model = kn.KernelNet(cfg.sf, kn.CONFIGS[cfg.config])
+        self.nets = {"model": self.model}
+
+    def stage_steps(self, stage: str) -> int:
+        return self.cfg.pretrain_steps if stage == "pretrain" else self.cfg.steps
+
+    def optimizers(self, stage: str) -> dict[str, torch.optim.Optimizer]:
+        params = self.model.gradient.parameters() if stage == "pretrain" else self.model.parameters()
+        return {"model": torch.optim.Adam(params, lr=self.cfg.lr)}
+
+    def train_step(self, stage: str, opts: dict, lr_img, hr, k_gt) -> dict[str, float]:
+        if stage == "pretrain":
+            pred = self.model.gradient(kn.image_gradients(lr_img))
+            loss = (pred - _grad_target(hr, self.cfg.sf)).abs().mean()
+            parts = {"grad_l1": loss.item()}
+        else:
+            out = self.model.stages(lr_img)
+            l1 = _kernel_l1(out["kernel"], k_gt).mean()
+            coarse = _kernel_l1(out["k_coarse"], k_gt).mean()
+            loss = l1 + 0.5 * coarse
+            parts = {"kernel_l1": l1.item(), "coarse_l1": coarse.item()}
+        _descend(loss, opts["model"], self.model)
+        return parts
+
+    def val_extras(self, out: dict, k_gt, hr) -> dict[str, torch.Tensor]:
+        return {"coarse_l1": _kernel_l1(out["k_coarse"], k_gt),
+                "grad_l1": (out["grads"] - _grad_target(hr, self.cfg.sf)).abs().mean(dim=(1, 2, 3))}
+
+
+class S2KRecipe:
+    """S2K: one ``gan`` stage, generator + conditional patch discriminator (LSGAN)."""
+
+    stages = ("gan",)
+    L1_WEIGHT, TV_WEIGHT = 100.0, 1.0
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        mcfg = s2k.CONFIGS[cfg.config]
+        self.model = s2k.S2K(cfg.sf, mcfg)
+        self.nets = {"model": self.model}
+        if cfg.adv_weight > 0:
+            self.disc = s2k.PatchDiscriminator(mcfg.disc_channels)
+            self.nets["disc"] = self.disc
+
+    def stage_steps(self, stage: str) -> int:
+        return self.cfg.steps
+
+    def optimizers(self, stage: str) -> dict[str, torch.optim.Optimizer]:
+        return {name: torch.optim.Adam(net.parameters(), lr=self.cfg.lr, betas=(0.5, 0.999))
+                for name, net in self.nets.items()}
+
+    def train_step(self, stage: str, opts: dict, lr_img, hr, k_gt) -> dict[str, float]:
+        out = self.model.stages(lr_img)
+        k, spec = out["kernel"], out["spectrum"]
+        l1 = (k[:, 0] - k_gt).abs().mean()
+        loss = self.L1_WEIGHT * l1 + self.TV_WEIGHT * s2k.total_variation(k) / k.shape[-1] ** 2
+        parts = {"kernel_l1": _kernel_l1(k, k_gt).mean().item()}
+        if "disc" in self.nets:
+            adv = ((self.disc(spec, k) - 1) ** 2).mean()
+            loss = loss + self.cfg.adv_weight * adv
+            parts["adv"] = adv.item()
+        _descend(loss, opts["model"], self.model)
+        if "disc" in self.nets:
+            spec, k = spec.detach(), k.detach()
+            d_loss = 0.5 * (((self.disc(spec, k_gt[:, None]) - 1) ** 2).mean() + (self.disc(spec, k) ** 2).mean())
+            _descend(d_loss, opts["disc"], self.disc)
+            parts["d_loss"] = d_loss.item()
+        return parts
+
+    def val_extras(self, out: dict, k_gt, hr) -> dict[str, torch.Tensor]:
+        return {}
+
+
+RECIPES = {"kernelnet": KernelNetRecipe, "s2k": S2KRecipe}
+
+
+def _descend(loss: torch.Tensor, opt: torch.optim.Optimizer, net: nn.Module) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
 
 
 class Trainer:
-    """One KernelNet run in ``out``: build, (resume,) train both stages, validate, log."""
+    """One run in ``out``: build the recipe, (resume,) train every stage, validate, log."""
 
     def __init__(self, cfg: TrainConfig, out: Path, resume: bool = False):
+        if cfg.model not in RECIPES:
+            raise ValueError(f"no training recipe for {cfg.model!r}; choose from {sorted(RECIPES)}")
         self.cfg, self.out = cfg, Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.model = KernelNet(cfg.sf, CONFIGS[cfg.config])
+        self.recipe = RECIPES[cfg.model](cfg)
+        self.model = self.recipe.model
         self.pool = self._training_pool()
         self.sampler = HRPatchSampler(cfg.sf * cfg.patch_lr, self.rng, bank_size=cfg.bank_size)
         self.val = self._validation_set()
-        self.stage, self.step = cfg.stages[0], 0
+        self.stage, self.step = self.recipe.stages[0], 0
         self.best_val = math.inf
-        self.opt = self._optimizer()
+        self.opts = self.recipe.optimizers(self.stage)
         ckpt = self.out / "checkpoint.pt"
         if resume and ckpt.exists():
             self._load(ckpt)
@@ -118,50 +231,24 @@ class Trainer:
         lr = quantize_8bit(degrade_torch(hr, k, self.cfg.sf))
         return lr, hr, k, pool.families
 
-    # -- optimisation -----------------------------------------------------------
-    def _params(self):
-        if self.stage == "pretrain":
-            return self.model.gradient.parameters()
-        return self.model.parameters()
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self._params(), lr=self.cfg.lr)
-
-    def _stage_steps(self) -> int:
-        return self.cfg.pretrain_steps if self.stage == "pretrain" else self.cfg.steps
-
-    def _set_lr(self) -> None:
-        frac = self.step / max(self._stage_steps(), 1)
-        lr = self.cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-
-    def _loss(self, lr_img, hr, k_gt) -> tuple[torch.Tensor, dict]:
-        if self.stage == "pretrain":
-            pred = self.model.gradient(image_gradients(lr_img))
-            loss = (pred - _grad_target(hr, self.cfg.sf)).abs().mean()
-            return loss, {"grad_l1": loss.item()}
-        out = self.model.stages(lr_img)
-        l1 = _kernel_l1(out["kernel"], k_gt).mean()
-        coarse = _kernel_l1(out["k_coarse"], k_gt).mean()
-        return l1 + 0.5 * coarse, {"kernel_l1": l1.item(), "coarse_l1": coarse.item()}
-
     # -- validation, logging, checkpoints ---------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
-        """Mean kernel L1 (and per family) on the fixed validation set; gradient L1 in pretrain."""
+        """Mean kernel L1 (overall and per family) on the fixed validation set, plus the
+        recipe's extra measures (KernelNet: FFT-2 output L1, gradient L1)."""
         self.model.eval()
         lr, hr, k, fams = self.val
-        rows = []
+        cols: dict[str, list] = {}
         for i in range(0, len(lr), 32):
             out = self.model.stages(lr[i:i + 32])
-            rows.append((_kernel_l1(out["kernel"], k[i:i + 32]), _kernel_l1(out["k_coarse"], k[i:i + 32]),
-                         (out["grads"] - _grad_target(hr[i:i + 32], self.cfg.sf)).abs().mean(dim=(1, 2, 3))))
+            batch = {"l1": _kernel_l1(out["kernel"], k[i:i + 32]),
+                     **self.recipe.val_extras(out, k[i:i + 32], hr[i:i + 32])}
+            for name, v in batch.items():
+                cols.setdefault(name, []).append(v)
         self.model.train()
-        l1, coarse, grad = (torch.cat(c).numpy() for c in zip(*rows))
-        res = {"val_l1": float(l1.mean()), "val_coarse_l1": float(coarse.mean()),
-               "val_grad_l1": float(grad.mean())}
-        res.update({f"val_l1_{f}": float(l1[fams == f].mean()) for f in FAMILIES})
+        vals = {name: torch.cat(v).numpy() for name, v in cols.items()}
+        res = {f"val_{name}": float(v.mean()) for name, v in vals.items()}
+        res.update({f"val_l1_{f}": float(vals["l1"][fams == f].mean()) for f in FAMILIES})
         return res
 
     def _log(self, record: dict) -> None:
@@ -169,7 +256,8 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _save(self) -> None:
-        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "stage": self.stage,
+        state = {"nets": {n: net.state_dict() for n, net in self.recipe.nets.items()},
+                 "opts": {n: o.state_dict() for n, o in self.opts.items()}, "stage": self.stage,
                  "step": self.step, "best_val": self.best_val, "np_rng": self.rng.bit_generator.state,
                  "torch_rng": torch.get_rng_state(), "train_config": asdict(self.cfg)}
         with atomic_output(self.out / "checkpoint.pt") as tmp:
@@ -177,15 +265,17 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        self.model.load_state_dict(state["model"])
+        for name, net in self.recipe.nets.items():
+            net.load_state_dict(state["nets"][name])
         self.stage, self.step, self.best_val = state["stage"], state["step"], state["best_val"]
-        self.opt = self._optimizer()
-        self.opt.load_state_dict(state["opt"])
+        self.opts = self.recipe.optimizers(self.stage)
+        for name, opt in self.opts.items():
+            opt.load_state_dict(state["opts"][name])
         self.rng.bit_generator.state = state["np_rng"]
         torch.set_rng_state(state["torch_rng"])
 
     def _save_best(self, val: dict) -> None:
-        if self.stage == "e2e" and val["val_l1"] < self.best_val:
+        if self.stage == self.recipe.stages[-1] and val["val_l1"] < self.best_val:
             self.best_val = val["val_l1"]
             with atomic_output(self.out / "best.pt") as tmp:
                 torch.save({"model": self.model.state_dict(), "val": val, "step": self.step}, tmp)
@@ -194,34 +284,33 @@ class Trainer:
     def run(self) -> dict:
         """Train the remaining steps of every stage; returns the last validation record."""
         self.model.train()
-        stages = list(self.cfg.stages)
+        stages = list(self.recipe.stages)
         val = {}
         for stage in stages[stages.index(self.stage):]:
             if stage != self.stage:
                 self.stage, self.step = stage, 0
-                self.opt = self._optimizer()
+                self.opts = self.recipe.optimizers(stage)
+            total = self.recipe.stage_steps(stage)
             t0 = time.time()
-            bar = tqdm(total=self._stage_steps(), initial=self.step, desc=f"sf{self.cfg.sf} {stage}",
+            bar = tqdm(total=total, initial=self.step, desc=f"{self.cfg.model} sf{self.cfg.sf} {stage}",
                        dynamic_ncols=True, mininterval=5)
-            while self.step < self._stage_steps():
-                self._set_lr()
+            while self.step < total:
+                for opt in self.opts.values():
+                    for g in opt.param_groups:
+                        g["lr"] = _cosine(self.cfg.lr, self.step / total)
                 lr_img, hr, k = training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max)
-                loss, parts = self._loss(lr_img, hr, k)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-                self.opt.step()
+                parts = self.recipe.train_step(stage, self.opts, lr_img, hr, k)
                 self.step += 1
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0:
-                    self._log({"stage": stage, "step": self.step, "loss": loss.item(), **parts,
-                               "lr": self.opt.param_groups[0]["lr"], "sec": round(time.time() - t0, 1)})
+                    self._log({"stage": stage, "step": self.step, **parts,
+                               "lr": _cosine(self.cfg.lr, self.step / total), "sec": round(time.time() - t0, 1)})
                     bar.set_postfix(parts)
-                if self.step % self.cfg.val_every == 0 or self.step == self._stage_steps():
+                if self.step % self.cfg.val_every == 0 or self.step == total:
                     val = self.validate()
                     self._log({"stage": stage, "step": self.step, **val})
                     self._save_best(val)
-                if self.step % self.cfg.ckpt_every == 0 or self.step == self._stage_steps():
+                if self.step % self.cfg.ckpt_every == 0 or self.step == total:
                     self._save()
             bar.close()
         if not val:  # resumed after the end: nothing left to train
@@ -230,16 +319,17 @@ class Trainer:
             self._log({"stage": "done", "best_val_l1": self.best_val})
         return val
 
-    def ship(self, command: str) -> Path:
-        """Copy ``best.pt`` (state dict only), the log and a record of the run to the
-        package's weights folder; returns the weights path."""
-        dest = weights_path("kernelnet", self.cfg.config, self.cfg.sf)
+    def ship(self) -> Path:
+        """Copy ``best.pt`` (state dict only), the log and a record of the run (with the one
+        command that reproduces it) to the package's weights folder; returns the weights path."""
+        dest = weights_path(self.cfg.shipped_name, self.cfg.config, self.cfg.sf)
         dest.parent.mkdir(parents=True, exist_ok=True)
         best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=True)
         with atomic_output(dest) as tmp:
             torch.save({"model": best["model"]}, tmp)
-        shutil.copyfile(self.out / "log.jsonl", dest.with_suffix(".log"))
-        record = {"command": command, "seed": self.cfg.seed, "train_config": asdict(self.cfg),
+        with atomic_output(dest.with_suffix(".log")) as tmp:
+            tmp.write_bytes((self.out / "log.jsonl").read_bytes())
+        record = {"command": canonical_command(self.cfg), "seed": self.cfg.seed, "train_config": asdict(self.cfg),
                   "best_step": best["step"], "best_validation": best["val"],
                   "torch": torch.__version__, "python": platform.python_version(),
                   "machine": platform.machine(), "threads": self.cfg.threads,
@@ -249,7 +339,7 @@ class Trainer:
         return dest
 
 
-CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads")
+CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads", "adv_weight")
 
 
 def canonical_command(cfg: TrainConfig) -> str:
@@ -258,7 +348,7 @@ def canonical_command(cfg: TrainConfig) -> str:
     default = TrainConfig()
     extra = "".join(f" --{k.replace('_', '-')} {getattr(cfg, k)}" for k in CLI_OPTIONS
                     if getattr(cfg, k) != getattr(default, k))
-    return f"mkn train kernelnet --sf {cfg.sf} --config {cfg.config}{extra} --ship"
+    return f"mkn train {cfg.model} --sf {cfg.sf} --config {cfg.config}{extra} --ship"
 
 
 def _git_commit() -> str | None:
@@ -269,11 +359,10 @@ def _git_commit() -> str | None:
         return None
 
 
-def train_kernelnet(cfg: TrainConfig, out: Path, resume: bool, ship: bool) -> dict:
-    """Run (or resume) a KernelNet training and optionally ship its weights."""
+def train(cfg: TrainConfig, out: Path, resume: bool, ship: bool) -> dict:
+    """Run (or resume) a training and optionally ship its weights."""
     trainer = Trainer(cfg, out, resume)
     val = trainer.run()
     if ship:
-        dest = trainer.ship(canonical_command(cfg))
-        print(f"shipped {dest}")
+        print(f"shipped {trainer.ship()}")
     return val

@@ -13,38 +13,52 @@ def _params(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-def test_training_smoke_logs_validates_and_checkpoints(tmp_path):
-    t = Trainer(TrainConfig(**TINY), tmp_path / "run")
+@pytest.mark.parametrize("model", ["kernelnet", "s2k"])
+def test_training_smoke_logs_validates_and_checkpoints(tmp_path, model):
+    t = Trainer(TrainConfig(model=model, **TINY), tmp_path / "run")
     before = _params(t.model).clone()
     val = t.run()
     assert not torch.equal(before, _params(t.model))
     assert 0 < val["val_l1"] <= 2 and set(val) >= {"val_l1_gaussian", "val_l1_motion", "val_l1_disk"}
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in lines} == {"pretrain", "e2e", "done"}
-    assert any("grad_l1" in r for r in lines) and any("kernel_l1" in r for r in lines)
+    assert {r["stage"] for r in lines} == set(t.recipe.stages) | {"done"}
+    assert any("kernel_l1" in r for r in lines)
+    if model == "kernelnet":
+        assert any("grad_l1" in r for r in lines) and "val_coarse_l1" in val
+    else:
+        assert any("adv" in r and "d_loss" in r for r in lines)  # the discriminator is trained
     assert (tmp_path / "run" / "checkpoint.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
     with pytest.raises(FileExistsError, match="resume"):
-        Trainer(TrainConfig(**TINY), tmp_path / "run")
+        Trainer(TrainConfig(model=model, **TINY), tmp_path / "run")
 
 
-def test_resume_continues_exactly(tmp_path):
-    straight = Trainer(TrainConfig(**TINY), tmp_path / "a")
+@pytest.mark.parametrize("model", ["kernelnet", "s2k"])
+def test_resume_continues_exactly(tmp_path, model):
+    straight = Trainer(TrainConfig(model=model, **TINY), tmp_path / "a")
     straight.run()
-    # the same run cut after the pretrain stage and one e2e step, then resumed
-    cut = Trainer(TrainConfig(**{**TINY, "steps": 1}), tmp_path / "b")
+    # the same run cut one step into its last stage, then resumed
+    cut = Trainer(TrainConfig(model=model, **{**TINY, "steps": 1}), tmp_path / "b")
     cut.run()
-    resumed = Trainer(TrainConfig(**TINY), tmp_path / "b", resume=True)
-    assert resumed.stage == "e2e" and resumed.step == 1
+    resumed = Trainer(TrainConfig(model=model, **TINY), tmp_path / "b", resume=True)
+    assert resumed.stage == resumed.recipe.stages[-1] and resumed.step == 1
     resumed.run()
-    assert torch.allclose(_params(straight.model), _params(resumed.model), atol=1e-6)
+    for name, net in straight.recipe.nets.items():
+        assert torch.allclose(_params(net), _params(resumed.recipe.nets[name]), atol=1e-6), name
+
+
+def test_s2k_without_discriminator_is_the_ablation(tmp_path):
+    t = Trainer(TrainConfig(model="s2k", adv_weight=0.0, **TINY), tmp_path / "run")
+    assert set(t.recipe.nets) == {"model"} and t.cfg.shipped_name == "s2k-noadv"
+    t.run()
+    assert not any("adv" in line for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines())
 
 
 def test_canonical_command_round_trips_through_the_cli():
     from mobile_kernelnet.cli import build_parser
     from mobile_kernelnet.train import canonical_command
 
-    cfg = TrainConfig(sf=3, config="mobile", seed=7, steps=123)
+    cfg = TrainConfig(model="s2k", sf=3, config="mobile", seed=7, steps=123, adv_weight=0.0)
     cmd = canonical_command(cfg)
-    assert cmd.startswith("mkn train kernelnet --sf 3") and "--seed 7" in cmd and "--batch" not in cmd
+    assert cmd.startswith("mkn train s2k --sf 3") and "--seed 7" in cmd and "--batch" not in cmd
     args = build_parser().parse_args(cmd.split()[1:])
-    assert (args.sf, args.seed, args.steps, args.ship) == (3, 7, 123, True)
+    assert (args.model, args.sf, args.seed, args.steps, args.adv_weight, args.ship) == ("s2k", 3, 7, 123, 0.0, True)
