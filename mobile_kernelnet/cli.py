@@ -103,29 +103,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import (SCHEMA, SCHEMA_SR, backend_agreement, evaluate_kernels, evaluate_sr, format_sr_table,
                            format_table, write_json)
 
-    if args.sr:
-        results = []
-        for sf in args.sf:
-            figure = args.json.with_name(f"{args.json.stem}_sf{sf}.png") if args.json else None
-            res = evaluate_sr(args.models, args.testset / f"sf{sf}", figure=figure, progress=not args.quiet)
-            print(format_sr_table(res) + "\n")
-            results.append(res)
-        if args.json:
-            write_json({"schema": SCHEMA_SR, "results": results}, args.json)
-            print(f"wrote {args.json} and its figures")
-        return 0
-    results = []
-    for sf in args.sf:
-        folder = args.testset / f"sf{sf}"
+    def score_kernels(sf: int, folder: Path) -> dict:
         res = evaluate_kernels(args.models, folder, progress=not args.quiet)
         if args.check_backends:
-            checks = [backend_agreement(spec, folder) for spec in args.models]
-            res["backend_agreement"] = [c for c in checks if c is not None]
-        print(format_table(res) + "\n")
-        results.append(res)
+            res["backend_agreement"] = [c for c in (backend_agreement(m, folder) for m in args.models) if c]
+        return res
+
+    def score_sr(sf: int, folder: Path) -> dict:
+        figure = args.json.with_name(f"{args.json.stem}_sf{sf}.png") if args.json else None
+        return evaluate_sr(args.models, folder, figure=figure, progress=not args.quiet)
+
+    score, fmt, schema = (score_sr, format_sr_table, SCHEMA_SR) if args.sr else (score_kernels, format_table, SCHEMA)
+    results = []
+    for sf in args.sf:
+        results.append(score(sf, args.testset / f"sf{sf}"))
+        print(fmt(results[-1]) + "\n")
     if args.json:
-        write_json({"schema": SCHEMA, "results": results}, args.json)
-        print(f"wrote {args.json}")
+        write_json({"schema": schema, "results": results}, args.json)
+        print(f"wrote {args.json}" + (" and its figures" if args.sr else ""))
     return 0
 
 

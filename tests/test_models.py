@@ -23,18 +23,34 @@ def test_registered_model_contract(name, sf):
         assert torch.allclose(k.sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5)
 
 
+SHIPPED = [("kernelnet", "mobile"), ("s2k", "mobile")]
+
+
 @pytest.mark.parametrize("sf", [2, 3, 4])
-def test_shipped_kernelnet_weights_load_and_beat_the_baseline_on_the_sample(sf):
-    """Weights ship for the mobile config at every sf, with the record of how they were made."""
+@pytest.mark.parametrize("name,config", SHIPPED)
+def test_shipped_weights_load_with_their_record(name, config, sf):
+    """Weights ship for every sf, small, with the log and the command that made them."""
     import json
     from mobile_kernelnet.models.registry import weights_path
 
-    path = weights_path("kernelnet", "mobile", sf)
+    path = weights_path(name, config, sf)
     record = json.loads(path.with_suffix(".json").read_text())
-    assert record["command"].startswith(f"mkn train kernelnet --sf {sf}") and "seed" in record
+    assert record["command"].startswith(f"mkn train {name} --sf {sf}") and "seed" in record
     assert path.with_suffix(".log").stat().st_size > 0 and path.stat().st_size < 5e6
-    model = create_model("kernelnet", sf, "mobile")
-    assert not model.training
+    assert not create_model(name, sf, config).training
+
+
+@pytest.mark.parametrize("name,config", SHIPPED)
+def test_shipped_estimators_beat_the_fixed_kernel_on_the_sample(name, config):
+    from pathlib import Path
+    from mobile_kernelnet import estimate
+    from mobile_kernelnet.metrics import kernel_l1
+
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    truth = np.load(assets / "sample_kernel.npy")
+    errors = {m: kernel_l1(estimate(str(assets / "sample_lr.png"), sf=2, model=m, config=c), truth)
+              for m, c in [(name, config), ("fixed-gaussian", None)]}
+    assert errors[name] < errors["fixed-gaussian"], errors
 
 
 def test_unknown_model_and_config():

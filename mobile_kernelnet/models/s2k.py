@@ -4,7 +4,7 @@
   a grid with stride ``S / 2`` (Welch's method: every crop that fits, centred as a
   block, at most ``max_crops`` per axis), each crop is mean-removed and Hann-windowed,
   and the amplitude spectra ``|F(crop)|`` are averaged. An image smaller than ``S``
-  on a side is reflect-padded to ``S`` first. The result is centred (fftshift), log-
+  on a side is reflect-padded (repeatedly, if need be) to ``S`` first. The result is centred (fftshift), log-
   compressed ``log(1 + a)`` and standardised per image. Computed through
   :mod:`spectral` (``fft2``), so it exports with either backend.
 * **Generator** (:class:`UNetGenerator`): a stride-2 input conv, ``levels`` stride-2
@@ -63,8 +63,8 @@ class AmplitudeSpectrum(nn.Module):
     def crops(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` -> ``(B, N, S, S)`` Welch crops (stride S/2, centred grid)."""
         s = self.size
-        ph, pw = max(s - x.shape[-2], 0), max(s - x.shape[-1], 0)
-        if ph or pw:
+        while x.shape[-2] < s or x.shape[-1] < s:  # reflect can add at most size - 1 per pass
+            ph, pw = (min(max(s - n, 0), n - 1) for n in x.shape[-2:])
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
         step = s // 2
         starts = []
@@ -167,19 +167,20 @@ def total_variation(k: torch.Tensor) -> torch.Tensor:
             (k[..., :, 1:] - k[..., :, :-1]).abs().sum(dim=(-2, -1))).mean()
 
 
+def _build(name: str, sf: int, config: str, pretrained: bool) -> S2K:
+    model = S2K(sf, CONFIGS[config])
+    if pretrained:
+        load_weights(model, weights_path(name, config, sf))
+    return model
+
+
 @register_model("s2k", configs=tuple(CONFIGS))
 def s2k(sf: int, config: str, pretrained: bool) -> nn.Module:
     """S2K ``config`` at ``sf``; shipped weights when ``pretrained``."""
-    model = S2K(sf, CONFIGS[config])
-    if pretrained:
-        load_weights(model, weights_path("s2k", config, sf))
-    return model
+    return _build("s2k", sf, config, pretrained)
 
 
 @register_model("s2k-noadv", configs=tuple(CONFIGS))
 def s2k_noadv(sf: int, config: str, pretrained: bool) -> nn.Module:
     """Ablation: S2K trained without the discriminator (``--adv-weight 0``)."""
-    model = S2K(sf, CONFIGS[config])
-    if pretrained:
-        load_weights(model, weights_path("s2k-noadv", config, sf))
-    return model
+    return _build("s2k-noadv", sf, config, pretrained)
