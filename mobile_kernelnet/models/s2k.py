@@ -45,9 +45,9 @@ class S2KConfig:
     spectral_backend: str = "torch"
 
 
-CONFIGS = {
-    "paper": S2KConfig(spectrum_size=256, levels=7, base_channels=64, max_channels=512),
+CONFIGS = {  # the first is the default
     "mobile": S2KConfig(spectrum_size=64, levels=4, base_channels=16, max_channels=64, disc_channels=16),
+    "paper": S2KConfig(spectrum_size=256, levels=7, base_channels=64, max_channels=512),
 }
 
 
