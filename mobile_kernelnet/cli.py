@@ -139,8 +139,9 @@ def cmd_latency(args: argparse.Namespace) -> int:
     from bench.latency import SCHEMA, machine_info, torch_eager_latency
     from .evaluate import write_json
 
-    records = torch_eager_latency(args.model, args.configs, args.sf, args.sizes, args.threads,
-                                  args.runs, args.warmup)
+    records = [r for model in args.models
+               for r in torch_eager_latency(model, args.configs, args.sf, args.sizes, args.threads,
+                                            args.runs, args.warmup)]
     print(f"{'model':<10} {'config':<7} {'sf':>2} {'threads':>7} {'size':>5} {'median ms':>10} {'p90 ms':>8}")
     for r in records:
         print(f"{r['model']:<10} {r['config']:<7} {r['sf']:>2} {r['threads']:>7} {r['input_size']:>5} "
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("latency", help="median PyTorch eager latency per config and input size")
-    b.add_argument("--model", default="kernelnet")
+    b.add_argument("--models", nargs="+", default=["kernelnet", "s2k"])
     b.add_argument("--configs", nargs="+", default=["mobile", "paper"])
     b.add_argument("--sf", type=int, choices=(2, 3, 4), default=2)
     b.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512], help="LR input sides")
