@@ -1,6 +1,6 @@
 # The two set-up commands: `make demo` and `make test`. Each creates .venv on first use.
 DEMO_MODEL ?= kernelnet
-EVAL_MODELS ?= fixed-gaussian kernelnet kernelnet-norefine
+EVAL_MODELS ?= fixed-gaussian kernelnet kernelnet-norefine s2k
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -27,9 +27,10 @@ testsets: $(STAMP)
 eval: testsets
 	$(BIN)/mkn eval --testset testsets --sf 2 3 4 --models $(EVAL_MODELS) --check-backends \
 	    --json results/eval_kernels.json --quiet
+	$(BIN)/mkn eval --testset testsets --sf 2 --models s2k s2k-noadv --json results/eval_s2k_ablation.json --quiet
 
 eval-sr: testsets
-	$(BIN)/mkn eval --sr --testset testsets --sf 2 3 4 --models kernelnet --json results/eval_sr.json --quiet
+	$(BIN)/mkn eval --sr --testset testsets --sf 2 3 4 --models kernelnet s2k --json results/eval_sr.json --quiet
 
 # Reproduce every shipped weight file: the commands recorded in mobile_kernelnet/weights/*.json.
 weights: $(STAMP)
@@ -37,7 +38,7 @@ weights: $(STAMP)
 	    | while read -r cmd; do echo "$$cmd"; $(BIN)/$$cmd || exit 1; done
 
 latency: $(STAMP)
-	$(BIN)/mkn latency --models kernelnet s2k --configs mobile paper --sf 2 --sizes 128 256 512 --threads 2 \
+	$(BIN)/mkn latency --models kernelnet s2k --configs mobile paper --sf 2 --sizes 128 256 512 --threads 2 --runs 15 \
 	    --json results/latency_torch.json
 
 clean:
