@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 import time
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -52,7 +53,7 @@ def torch_eager_latency(model_name: str, configs: list[str], sf: int, sizes: lis
             weights = "untrained"
         x = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
-            stats = time_callable(lambda: model(x), runs=runs, warmup=warmup)
+            stats = time_callable(partial(model, x), runs=runs, warmup=warmup)
         records.append({"model": model_name, "config": config, "sf": sf, "format": "pytorch",
                         "runtime": "torch-eager", "threads": nthreads, "input_size": size,
                         "weights": weights, **stats})
