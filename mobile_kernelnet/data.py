@@ -107,6 +107,8 @@ class HRPatchSampler:
     images (``2 * patch`` px, drawn once at start: drawing one per patch would cost
     more than the training step); otherwise a crop of a packaged natural image at
     one of the scales in :data:`NATURAL_SCALES` (never smaller than the patch).
+    ``natural_sources`` names the natural images large enough for the patch: keep the
+    HR patch at most 427 px (sf x LR patch) so all of them take part.
     """
 
     patch: int
@@ -117,8 +119,13 @@ class HRPatchSampler:
     def __post_init__(self) -> None:
         side = 2 * self.patch
         self._bank = [dead_leaves(side, self.rng) for _ in range(self.bank_size)]
+        usable = {name: img for name, img in packaged_images().items() if min(img.shape) >= self.patch}
+        if not usable:
+            raise ValueError(f"HR patch {self.patch} px is larger than every packaged natural image; "
+                             f"use a smaller patch (at most {max(min(i.shape) for i in packaged_images().values())})")
+        self.natural_sources = sorted(usable)
         self._natural = [rescale(img, s, anti_aliasing=True).astype(np.float32) if s < 1 else img
-                         for img in packaged_images().values() for s in NATURAL_SCALES
+                         for img in usable.values() for s in NATURAL_SCALES
                          if s * min(img.shape) >= self.patch]
 
     def __call__(self) -> np.ndarray:

@@ -211,6 +211,10 @@ class Trainer:
             self._load(ckpt)
         elif not resume and (self.out / "log.jsonl").exists():
             raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it")
+        else:
+            self._log({"stage": "setup", "train_config": asdict(cfg), "pool_families":
+                       {f: int(n) for f, n in zip(*np.unique(self.pool.families, return_counts=True))},
+                       "natural_sources": self.sampler.natural_sources})
 
     # -- data -------------------------------------------------------------------
     def _training_pool(self) -> KernelPool:

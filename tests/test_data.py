@@ -50,3 +50,12 @@ def test_patch_sampler_and_training_batch(rng):
     q = lr.numpy() * 255
     assert np.allclose(q, np.round(q), atol=1e-3) and lr.min() >= 0 and lr.max() <= 1
     assert any(np.array_equal(kk, pk) for kk in k.numpy()[:1] for pk in pool.kernels)
+
+
+def test_sampler_names_its_natural_sources_and_refuses_oversized_patches(rng):
+    small = data.HRPatchSampler(256, rng, bank_size=1)
+    assert len(small.natural_sources) == len(data.packaged_images())
+    big = data.HRPatchSampler(512, rng, bank_size=1)
+    assert 0 < len(big.natural_sources) < len(small.natural_sources)
+    with pytest.raises(ValueError, match="smaller patch"):
+        data.HRPatchSampler(2048, rng, bank_size=0)

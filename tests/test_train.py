@@ -21,7 +21,8 @@ def test_training_smoke_logs_validates_and_checkpoints(tmp_path, model):
     assert not torch.equal(before, _params(t.model))
     assert 0 < val["val_l1"] <= 2 and set(val) >= {"val_l1_gaussian", "val_l1_motion", "val_l1_disk"}
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in lines} == set(t.recipe.stages) | {"done"}
+    assert {r["stage"] for r in lines} == set(t.recipe.stages) | {"setup", "done"}
+    assert lines[0]["stage"] == "setup" and lines[0]["natural_sources"] and lines[0]["pool_families"]
     assert any("kernel_l1" in r for r in lines)
     if model == "kernelnet":
         assert any("grad_l1" in r for r in lines) and "val_coarse_l1" in val
@@ -50,7 +51,9 @@ def test_s2k_without_discriminator_is_the_ablation(tmp_path):
     t = Trainer(TrainConfig(model="s2k", adv_weight=0.0, **TINY), tmp_path / "run")
     assert set(t.recipe.nets) == {"model"} and t.cfg.shipped_name == "s2k-noadv"
     t.run()
-    assert not any("adv" in line for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines())
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in lines if r["stage"] == "gan" and "kernel_l1" in r]
+    assert steps and not any("adv" in r or "d_loss" in r for r in steps)
 
 
 def test_canonical_command_round_trips_through_the_cli():
