@@ -194,6 +194,8 @@ class Trainer:
         if cfg.model not in RECIPES:
             raise ValueError(f"no training recipe for {cfg.model!r}; choose from {sorted(RECIPES)}")
         self.cfg, self.out = cfg, Path(out)
+        if not resume and (self.out / "log.jsonl").exists():
+            raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it")
         self.out.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -209,8 +211,6 @@ class Trainer:
         ckpt = self.out / "checkpoint.pt"
         if resume and ckpt.exists():
             self._load(ckpt)
-        elif not resume and (self.out / "log.jsonl").exists():
-            raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it")
         else:
             self._log({"stage": "setup", "train_config": asdict(cfg), "pool_families":
                        {f: int(n) for f, n in zip(*np.unique(self.pool.families, return_counts=True))},
