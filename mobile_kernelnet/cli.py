@@ -36,13 +36,16 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .imio import ImageReadError
     from .kernels import center_of_mass
     from .metrics import kernel_l1
+    from .models.registry import parse_model_spec
 
+    name, config = parse_model_spec(args.model)
+    config = args.config or config
     args.out.mkdir(parents=True, exist_ok=True)
     truth = np.load(args.truth) if args.truth else None
     failures = 0
     for path in args.images:
         try:
-            k = estimate(path, sf=args.sf, model=args.model, config=args.config)
+            k = estimate(path, sf=args.sf, model=name, config=config)
             npy, _ = save_kernel_files(k, args.out, path.stem)
         except (BadImageError, ImageReadError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -62,8 +65,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_sr(args: argparse.Namespace) -> int:
     from .color import to_gray
     from .estimation import check_image, estimate
-    from .evaluate import parse_model_spec
     from .imio import read_image_color, write_png
+    from .models.registry import parse_model_spec
     from .kernels import SCALE_FACTORS, kernel_size
     from .sr import super_resolve
 
@@ -159,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("estimate", help="estimate the blur kernel of LR images")
     e.add_argument("images", nargs="+", type=Path, help="PNG/JPEG/TIFF, 8/16 bit, gray/RGB/RGBA")
     e.add_argument("--sf", type=int, choices=(2, 3, 4), required=True, help="scale factor")
-    e.add_argument("--model", default="kernelnet", help="registered model name")
+    e.add_argument("--model", default="kernelnet", help="registered model name, optionally name:config")
     e.add_argument("--config", default=None, help="model config (default: the model's first)")
     e.add_argument("--out", type=Path, required=True, help="folder for <stem>.npy and <stem>.png")
     e.add_argument("--truth", type=Path, help="ground-truth kernel .npy: also print the L1 error")

@@ -25,17 +25,12 @@ from .estimation import estimate
 from .imio import atomic_output
 from .kernels import FAMILIES
 from .metrics import KERNEL_METRICS, psnr, ssim
+from .models.registry import parse_model_spec
 from .sr import SRConfig, super_resolve_luma, upscale_bicubic
 from .testset import load_hr, load_testset, sha256
 
 SCHEMA = "mkn-eval/1"
 SCHEMA_SR = "mkn-eval-sr/1"
-
-
-def parse_model_spec(spec: str) -> tuple[str, str | None]:
-    """``"kernelnet:paper"`` -> ``("kernelnet", "paper")``; ``"s2k"`` -> ``("s2k", None)``."""
-    name, _, config = spec.partition(":")
-    return name, (config or None)
 
 
 def _summary(rows: list[dict]) -> dict:

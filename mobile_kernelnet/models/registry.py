@@ -53,6 +53,12 @@ def model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def parse_model_spec(spec: str) -> tuple[str, str | None]:
+    """``"kernelnet:paper"`` -> ``("kernelnet", "paper")``; ``"s2k"`` -> ``("s2k", None)``."""
+    name, _, config = spec.partition(":")
+    return name, (config or None)
+
+
 def create_model(name: str, sf: int, config: str | None = None, pretrained: bool = True) -> nn.Module:
     """Build model ``name`` for scale factor ``sf`` in eval mode (``config`` defaults to the
     entry's first); with ``pretrained`` the shipped weights are loaded."""
