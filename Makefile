@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 testsets: $(STAMP)
-	test -d testsets/sf4 || $(BIN)/mkn make-testset --sf 2 3 4 --out testsets
+	for sf in 2 3 4; do test -d testsets/sf$$sf || $(BIN)/mkn make-testset --sf $$sf --out testsets || exit 1; done
 
 eval: testsets
 	$(BIN)/mkn eval --testset testsets --sf 2 3 4 --models $(EVAL_MODELS) --check-backends \
