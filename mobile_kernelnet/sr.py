@@ -77,12 +77,10 @@ def check_kernel(k: np.ndarray, image_shape: tuple[int, int], sf: int) -> np.nda
     return (np.clip(k, 0, None) / k.sum()).astype(np.float32)
 
 
-def _block_mean(z: Complex, sf: int) -> Complex:
-    """``(..., H, W)`` spectrum -> ``(..., H/sf, W/sf)`` mean of its sf x sf blocks."""
-    def one(t):
-        h, w = t.shape[-2:]
-        return t.reshape(*t.shape[:-2], sf, h // sf, sf, w // sf).mean(dim=(-4, -2))
-    return one(z[0]), one(z[1])
+def _block_mean(t: torch.Tensor, sf: int) -> torch.Tensor:
+    """``(..., H, W)`` -> ``(..., H/sf, W/sf)`` mean of its sf x sf blocks (apply to re and im alike)."""
+    h, w = t.shape[-2:]
+    return t.reshape(*t.shape[:-2], sf, h // sf, sf, w // sf).mean(dim=(-4, -2))
 
 
 def _tile(z: Complex, sf: int) -> Complex:
@@ -100,13 +98,13 @@ class DataStep:
         y_up = torch.zeros(sf * h, sf * w, dtype=y.dtype)
         y_up[::sf, ::sf] = y
         self.fk_fy = cmul(conj(self.fk), spectral.fft2(y_up))
-        self.fk2_blocks = _block_mean((abs2(self.fk), torch.zeros_like(abs2(self.fk))), sf)[0]
+        self.fk2_blocks = _block_mean(abs2(self.fk), sf)
 
     def __call__(self, z: torch.Tensor, alpha: float) -> torch.Tensor:
         """The minimiser ``x`` for prior estimate ``z`` (sf h, sf w) and weight ``alpha``."""
         fz = self.spectral.fft2(z)
         fr = (self.fk_fy[0] + alpha * fz[0], self.fk_fy[1] + alpha * fz[1])
-        fbr = _block_mean(cmul(self.fk, fr), self.sf)
+        fbr = tuple(_block_mean(t, self.sf) for t in cmul(self.fk, fr))
         inv = cdiv_real(fbr, self.fk2_blocks + alpha)
         corr = cmul(conj(self.fk), _tile(inv, self.sf))
         return self.spectral.ifft2_real(((fr[0] - corr[0]) / alpha, (fr[1] - corr[1]) / alpha))
