@@ -135,6 +135,12 @@ class Spectral:
         ch, sh = self._m("cos", a.shape[-2], a), self._m("sin", a.shape[-2], a)
         return _left(ch, a) + _left(sh, b), _left(ch, b) - _left(sh, a)
 
+    def _matmul_forward(self, x: torch.Tensor, cos_kind: str, sin_kind: str) -> Complex:
+        """Forward DFT of real ``x``: ``x e^{-i..}`` along W with the given matrices
+        (half or full spectrum), then :meth:`_cols_forward` along H."""
+        w = x.shape[-1]
+        return self._cols_forward(_right(x, self._m(cos_kind, w, x)), -_right(x, self._m(sin_kind, w, x)))
+
     def _cols_inverse(self, z: Complex) -> Complex:
         """``(1/H)(C + iS)(re + i im)`` along the second-last axis."""
         re, im = z
@@ -147,8 +153,7 @@ class Spectral:
         if self.backend == "torch":
             z = torch.fft.rfft2(x)
             return z.real, z.imag
-        w = x.shape[-1]
-        return self._cols_forward(_right(x, self._m("rcos", w, x)), -_right(x, self._m("rsin", w, x)))
+        return self._matmul_forward(x, "rcos", "rsin")
 
     def irfft2(self, z: Complex, size: tuple[int, int]) -> torch.Tensor:
         """Inverse of :meth:`rfft2` for an ``(H, W)`` output (imaginary parts of the DC
@@ -164,8 +169,7 @@ class Spectral:
         if self.backend == "torch":
             z = torch.fft.fft2(x)
             return z.real, z.imag
-        w = x.shape[-1]
-        return self._cols_forward(_right(x, self._m("cos", w, x)), -_right(x, self._m("sin", w, x)))
+        return self._matmul_forward(x, "cos", "sin")
 
     def ifft2_real(self, z: Complex) -> torch.Tensor:
         """Real part of the inverse full 2-D DFT: ``(re, im)`` ``(..., H, W)`` -> ``(..., H, W)``."""

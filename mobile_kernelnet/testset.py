@@ -46,7 +46,10 @@ def hr_crop_box(shape: tuple[int, int]) -> tuple[int, int, int, int]:
 
 def load_hr(image: str) -> np.ndarray:
     """The HR original of a test entry: ``(h, w)`` float32 luma in [0, 1]."""
-    img = load_test_image(image)
+    return _crop(load_test_image(image))
+
+
+def _crop(img: np.ndarray) -> np.ndarray:
     y0, x0, h, w = hr_crop_box(img.shape)
     return img[y0:y0 + h, x0:x0 + w]
 
@@ -65,7 +68,8 @@ def make_testset(sf: int, out: str | Path, seed: int = 0, overwrite: bool = Fals
     try:
         entries = []
         for i, name in enumerate(TEST_IMAGES):
-            hr = load_hr(name)
+            full = load_test_image(name)
+            hr, box = _crop(full), hr_crop_box(full.shape)
             for j, family in enumerate(FAMILIES):
                 rng = np.random.default_rng([seed, sf, i, j])
                 k = random_kernel(family, sf, rng)
@@ -74,7 +78,7 @@ def make_testset(sf: int, out: str | Path, seed: int = 0, overwrite: bool = Fals
                 write_png(tmp / f"{stem}.png", lr)
                 write_npy(tmp / f"{stem}.npy", k)
                 entries.append({"stem": stem, "image": name, "family": family,
-                                "hr_crop": list(hr_crop_box(load_test_image(name).shape)),
+                                "hr_crop": list(box),
                                 "lr_shape": list(lr.shape),
                                 "sha256": {"png": sha256(tmp / f"{stem}.png"),
                                            "npy": sha256(tmp / f"{stem}.npy")}})
