@@ -108,7 +108,8 @@ class HRPatchSampler:
     more than the training step); otherwise a crop of a packaged natural image at
     one of the scales in :data:`NATURAL_SCALES` (never smaller than the patch).
     ``natural_sources`` names the natural images large enough for the patch: keep the
-    HR patch at most 427 px (sf x LR patch) so all of them take part.
+    HR patch at most 427 px (sf x LR patch) so all of them take part. A patch larger
+    than every natural image is refused unless ``dead_leaves_prob`` is 1 (dead leaves only).
     """
 
     patch: int
@@ -120,7 +121,7 @@ class HRPatchSampler:
         side = 2 * self.patch
         self._bank = [dead_leaves(side, self.rng) for _ in range(self.bank_size)]
         usable = {name: img for name, img in packaged_images().items() if min(img.shape) >= self.patch}
-        if not usable:
+        if not usable and self.dead_leaves_prob < 1.0:
             raise ValueError(f"HR patch {self.patch} px is larger than every packaged natural image; "
                              f"use a smaller patch (at most {max(min(i.shape) for i in packaged_images().values())})")
         self.natural_sources = sorted(usable)

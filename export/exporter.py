@@ -1,0 +1,221 @@
+"""`mkn export`: one estimator -> every requested format, dispatched on :data:`FORMATS`.
+
+Each format is one function ``build(job) -> dict`` that writes its file into the
+job's work folder and returns its manifest fields. The whole directory is built
+under a hidden temporary name and renamed into place at the end, so an
+interrupted export never leaves a directory that looks complete. A format whose
+converter fails is recorded under ``failed`` in the manifest with its log (the
+converter's own output); the others are still written, and the export reports
+failure. The TFLite formats are converted from ``onnx-matmul``, which is therefore
+always written with them.
+"""
+from __future__ import annotations
+
+import shutil
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mobile_kernelnet.estimation import MIN_SIDE_IN_KERNELS
+from mobile_kernelnet.kernels import kernel_size
+from mobile_kernelnet.models import create_model
+from mobile_kernelnet.models.registry import model_entry, weights_path
+
+from .calibration import calibration_images
+from .manifest import SCHEMA, sha256, tool_versions, write_manifest
+from .onnx_formats import StageOutputs, export_onnx
+from .tflite_formats import INT8_OP_TYPES, TFLITE_KINDS, analyze_tflite, convert_saved_model, run_onnx2tf, tflite_io
+
+MAX_INPUT_SIZE = 1024
+"""Largest exported input side: the matmul DFT stores ``n x n`` constant matrices."""
+
+
+class ExportError(ValueError):
+    """The export cannot start (bad request) or a format failed (see the manifest)."""
+
+
+@dataclass
+class ExportJob:
+    """What the format functions share: the model, the work folder and built results."""
+
+    model: str
+    config: str
+    sf: int
+    input_size: int
+    work: Path
+    calibration_n: int = 32
+    built: dict[str, dict] = field(default_factory=dict)
+    _saved_model: Path | None = None
+
+    @property
+    def stem(self) -> str:
+        return f"{self.model}_{self.config}_sf{self.sf}_{self.input_size}"
+
+    def module(self, backend: str) -> StageOutputs:
+        """The estimator with ``backend`` spectral ops, wrapped to output every stage."""
+        net = create_model(self.model, self.sf, self.config)
+        if hasattr(net, "set_spectral_backend"):
+            net.set_spectral_backend(backend)
+        return StageOutputs(net, stage_names(net, self.input_size))
+
+    def example(self) -> torch.Tensor:
+        return torch.rand(1, 1, self.input_size, self.input_size, generator=torch.Generator().manual_seed(0))
+
+    def saved_model(self) -> Path:
+        """onnx2tf's SavedModel of the ``onnx-matmul`` file (translated once per job)."""
+        if self._saved_model is None:
+            src = self.work / self.built["onnx-matmul"]["file"]
+            self._saved_model = run_onnx2tf(src, self.work / ".onnx2tf", self.work / "logs" / "onnx2tf.log")
+        return self._saved_model
+
+
+def stage_names(net: torch.nn.Module, size: int) -> list[str]:
+    """Names of ``net.stages`` outputs in pipeline order."""
+    with torch.no_grad():
+        return list(net.stages(torch.rand(1, 1, size, size)).keys())
+
+
+def build_onnx(mode: str) -> Callable[[ExportJob], dict]:
+    backend = {"dft": "torch", "matmul": "matmul"}[mode]
+
+    def build(job: ExportJob) -> dict:
+        file = f"{job.stem}_{mode}.onnx"
+        info = export_onnx(job.module(backend), job.example(), job.work / file, mode)
+        return {"file": file, "runtime": "onnxruntime", **info}
+    build.__doc__ = f"ONNX with the FFT stages as {'DFT ops' if mode == 'dft' else 'constant-matrix MatMuls'}."
+    return build
+
+
+QUANTIZATION = {
+    "fp32": "none",
+    "fp16": "float16 weights, dequantised to float32 on CPU (GPU delegates may compute in fp16)",
+    "dynamic-int8": "dynamic range: int8 weights of FULLY_CONNECTED/CONV_2D, float activations",
+    "int8": "selective: int8 weights and activations in the convolutions, every other op float",
+}
+
+
+def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
+    def build(job: ExportJob) -> dict:
+        file = f"{job.stem}_{kind}.tflite"
+        quant = {"mode": kind, "detail": QUANTIZATION[kind]}
+        if kind == "int8":
+            fp32 = job.work / ".onnx2tf" / "fp32_ops.tflite"
+            fp32.write_bytes(convert_saved_model(job.saved_model(), "fp32"))
+            fp32_ops = analyze_tflite(fp32)["ops"]
+            lr, source = calibration_images(job.sf, job.input_size, job.calibration_n)
+            quant.update(float_op_types=sorted(op for op in fp32_ops if op not in INT8_OP_TYPES),
+                         calibration=source,
+                         why_float="the FFT products, eq. 11 division, spectrum powers and normalisations span "
+                                   "a dynamic range int8 cannot hold; a fully integer model fails in the quantised DIV")
+            data = convert_saved_model(job.saved_model(), kind, lr.transpose(0, 2, 3, 1), quant["float_op_types"])
+        else:
+            data = convert_saved_model(job.saved_model(), kind)
+        (job.work / file).write_bytes(data)
+        return {"file": file, "runtime": "litert", "source": "onnx-matmul (onnx2tf SavedModel)",
+                "spectral_mode": "matmul", **tflite_io(job.work / file, job.built["onnx-matmul"]),
+                **analyze_tflite(job.work / file), "quantization": quant}
+    build.__doc__ = f"TFLite {kind}: {QUANTIZATION[kind]}."
+    return build
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format: its builder, the runtime that runs it, and what it needs first."""
+
+    build: Callable[[ExportJob], dict]
+    runtime: str
+    needs: tuple[str, ...] = ()
+
+
+FORMATS: dict[str, Format] = {
+    "onnx-dft": Format(build_onnx("dft"), "onnxruntime"),
+    "onnx-matmul": Format(build_onnx("matmul"), "onnxruntime"),
+    **{f"tflite-{kind}": Format(build_tflite(kind), "litert", ("onnx-matmul",)) for kind in TFLITE_KINDS},
+}
+
+
+def _remove_unlisted(work: Path, built: dict[str, dict]) -> None:
+    """Delete model files in ``work`` that no built artifact lists (a failed format's leftovers)."""
+    keep = {a["file"] for a in built.values()}
+    for p in work.iterdir():
+        if p.is_file() and p.name not in keep:
+            p.unlink()
+
+
+def plan(formats: list[str]) -> list[str]:
+    """Formats to build, in table order, with what they need added."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ExportError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)} or 'all'")
+    wanted = set(formats) | {n for f in formats for n in FORMATS[f].needs}
+    return [f for f in FORMATS if f in wanted]
+
+
+def check_request(model: str, config: str, sf: int, input_size: int) -> None:
+    """Raise :class:`ExportError` for a model, weights file or input size that cannot export."""
+    entry = model_entry(model)
+    if config not in entry.configs:
+        raise ExportError(f"model {model!r} has configs {entry.configs}, not {config!r}")
+    if not weights_path(model, config, sf).is_file():
+        raise ExportError(f"no shipped weights for {model} {config} sf{sf} at {weights_path(model, config, sf)}; "
+                          "train them with `mkn train ... --ship`")
+    need = MIN_SIDE_IN_KERNELS * kernel_size(sf)
+    if not need <= input_size <= MAX_INPUT_SIZE:
+        raise ExportError(f"input size {input_size} px cannot be exported for sf {sf}: it must be between "
+                          f"{need} ({MIN_SIDE_IN_KERNELS} kernel widths) and {MAX_INPUT_SIZE}")
+
+
+def export(model: str, config: str, sf: int, input_size: int, formats: list[str], out: str | Path,
+           overwrite: bool = False, calibration_n: int = 32, progress: Callable[[str], None] = print) -> dict:
+    """Export ``model``/``config`` at ``sf`` for ``input_size`` x ``input_size`` LR inputs to
+    ``formats`` in folder ``out``; returns the manifest. Raises :class:`ExportError` before
+    writing anything for a bad request, and after writing the directory if any format failed."""
+    out = Path(out)
+    check_request(model, config, sf, input_size)
+    order = plan(formats)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} exists; pass --overwrite to replace it")
+    work = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "logs").mkdir(parents=True)
+    job = ExportJob(model, config, sf, input_size, work, calibration_n)
+    failed = {}
+    try:
+        for fmt in order:
+            missing = [n for n in FORMATS[fmt].needs if n not in job.built]
+            if missing:
+                failed[fmt] = {"error": f"not built: it needs {missing}, which failed"}
+                continue
+            progress(f"{fmt}: exporting")
+            try:
+                art = FORMATS[fmt].build(job)
+            except Exception as exc:  # noqa: BLE001 -- recorded per format, re-raised below as ExportError
+                log = work / "logs" / f"{fmt}.log"
+                log.write_text(traceback.format_exc())
+                failed[fmt] = {"error": f"{type(exc).__name__}: {exc}", "log": f"logs/{fmt}.log"}
+                progress(f"{fmt}: FAILED ({type(exc).__name__}); see {out / 'logs' / (fmt + '.log')}")
+                _remove_unlisted(work, job.built)
+                continue
+            file = work / art["file"]
+            art.update(sha256=sha256(file), size_bytes=file.stat().st_size)
+            job.built[fmt] = art
+        shutil.rmtree(work / ".onnx2tf", ignore_errors=True)
+        manifest = {"schema": SCHEMA, "model": model, "config": config, "sf": sf, "input_size": input_size,
+                    "kernel_size": kernel_size(sf), "stages": job.module("torch").names,
+                    "weights_sha256": sha256(weights_path(model, config, sf)),
+                    "tools": tool_versions(), "artifacts": job.built, "failed": failed}
+        write_manifest(work, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if failed:
+        raise ExportError(f"{len(failed)} format(s) failed: " +
+                          "; ".join(f"{k}: {v['error'].splitlines()[0]}" for k, v in failed.items()) +
+                          f" (manifest and logs in {out})")
+    return manifest

@@ -1,0 +1,176 @@
+"""ONNX (matmul mode) -> TFLite with onnx2tf and TensorFlow; op and GPU reports.
+
+* :func:`run_onnx2tf` translates the ONNX graph to a TensorFlow SavedModel once (in
+  a subprocess, its own output kept in a log).
+* :func:`convert_saved_model` makes each TFLite file from that SavedModel with
+  TensorFlow's converter (builtin ops only: a graph needing Flex ops fails here
+  instead of on the phone), so every file carries the ``serving_default`` signature
+  (onnx2tf's own ``.tflite`` files have none).
+* ``int8`` is selective: the convolutions (and their activations) run in int8;
+  every other op -- the FFT products, the eq. 11 division, the spectrum powers and
+  the normalisations, whose dynamic range int8 cannot hold (a fully integer model
+  fails outright in the quantised DIV) -- stays float (TensorFlow's
+  QuantizationDebugger ``denylisted_ops``). Inputs and outputs stay float32.
+* :func:`analyze_tflite` lists each file's ops, which of them run in int8, and
+  what TensorFlow Lite's analyzer says about GPU-delegate compatibility.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+TFLITE_KINDS = ("fp32", "fp16", "dynamic-int8", "int8")
+INT8_OP_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "TANH", "LOGISTIC", "LEAKY_RELU")
+"""Op types quantised in ``int8``; all others are kept float."""
+ONNX2TF_FLAGS = ("-dsm", "-osd", "-nuo")
+"""``-dsm`` skips the strict accuracy-correction pass that cannot handle a Mul by a
+scalar constant; ``-osd`` writes the SavedModel with a ``serving_default`` signature;
+``-nuo``: the input is already simplified with onnxsim."""
+
+
+class ConverterError(RuntimeError):
+    """A converter failed; the message names the log holding its own output."""
+
+
+def run_onnx2tf(onnx_path: Path, out_dir: Path, log_path: Path, timeout_s: float = 1800) -> Path:
+    """Translate ``onnx_path`` with onnx2tf; returns the SavedModel folder ``out_dir``.
+    The converter's stdout/stderr go to ``log_path``; :class:`ConverterError` on failure."""
+    cmd = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_path), "-o", str(out_dir), *ONNX2TF_FLAGS]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        try:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
+        except subprocess.TimeoutExpired:
+            raise ConverterError(f"onnx2tf did not finish in {timeout_s:.0f} s; its output is in logs/{log_path.name}")
+    if rc != 0 or not (out_dir / "saved_model.pb").is_file():
+        tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-15:])
+        raise ConverterError(f"onnx2tf failed (exit {rc}, saved_model.pb "
+                             f"{'written' if (out_dir / 'saved_model.pb').is_file() else 'missing'}); "
+                             f"full output in logs/{log_path.name}; last lines:\n{tail}")
+    return out_dir
+
+
+def convert_saved_model(saved_model: Path, kind: str, calibration: np.ndarray | None = None,
+                        float_op_types: list[str] = ()) -> bytes:
+    """A TFLite flatbuffer of ``kind`` (:data:`TFLITE_KINDS`) from ``saved_model``.
+    ``int8`` needs ``calibration`` ``(N, S, S, 1)`` float32 (NHWC) and keeps ops of
+    ``float_op_types`` float."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if kind == "fp32":
+        return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if kind == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+    if kind == "dynamic-int8":
+        return converter.convert()
+    if kind != "int8":
+        raise ValueError(f"unknown TFLite kind {kind!r}; one of {TFLITE_KINDS}")
+    if calibration is None or not len(calibration):
+        raise ValueError("int8 needs calibration images")
+
+    def representative():
+        for x in calibration:
+            yield [x[None]]
+
+    converter.representative_dataset = representative
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_op_types))
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
+                                                        debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
+_OP = re.compile(r"^\s*Op#(\d+) (\w+)\((.*?)\) -> \[(.*?)\]")
+_TENSOR = re.compile(r"^\s*T#(\d+)\(.*\) shape.*type:(\w+)")
+_TREF = re.compile(r"T#(-?\d+)")
+
+
+def analyzer_text(path: Path) -> str:
+    """What ``tf.lite.experimental.Analyzer`` prints for ``path`` with GPU compatibility checks."""
+    import tensorflow as tf
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        tf.lite.experimental.Analyzer.analyze(model_path=str(path), gpu_compatibility=True)
+    return buf.getvalue()
+
+
+def parse_analyzer(text: str) -> dict:
+    """Op counts, per-op numeric type and GPU-delegate verdict from :func:`analyzer_text`.
+
+    An op is ``int8`` if its output is int8, ``hybrid`` if only an input (a weight) is,
+    else ``float``. ``gpu_incompatible_ops`` counts the ops the analyzer flags."""
+    ops, types, flagged = [], {}, Counter()
+    last_op = None
+    for line in text.splitlines():
+        if m := _OP.match(line):
+            ins = [int(t) for t in _TREF.findall(m.group(3))]
+            outs = [int(t) for t in _TREF.findall(m.group(4))]
+            last_op = m.group(2)
+            ops.append((last_op, ins, outs))
+        elif m := _TENSOR.match(line):
+            types[int(m.group(1))] = m.group(2)
+        elif "GPU COMPATIBILITY WARNING" in line and last_op and "Subgraph" not in line:
+            flagged[last_op] += 1
+    counts, numeric = Counter(), {"int8": Counter(), "hybrid": Counter(), "float": Counter()}
+    int_types = ("INT8", "UINT8", "INT16")
+    for name, ins, outs in ops:
+        counts[name] += 1
+        if any(types.get(t) in int_types for t in outs):
+            numeric["int8"][name] += 1
+        elif any(types.get(t) in int_types for t in ins):
+            numeric["hybrid"][name] += 1
+        else:
+            numeric["float"][name] += 1
+    return {"ops": dict(sorted(counts.items())),
+            "numeric": {k: dict(sorted(v.items())) for k, v in numeric.items()},
+            "gpu_compatible": "looks compatible with GPU delegate" in text,
+            "gpu_incompatible_ops": dict(sorted(flagged.items()))}
+
+
+def analyze_tflite(path: Path) -> dict:
+    """:func:`parse_analyzer` of ``path``."""
+    return parse_analyzer(analyzer_text(path))
+
+
+def tflite_io(path: Path, onnx_io: dict) -> dict:
+    """The ``inputs``/``outputs`` manifest fields of a TFLite file. Its signature names
+    outputs ``output_0, output_1, ...`` in the ONNX output order; each field keeps the
+    ONNX name, the signature ``tensor`` name, the stored shape and its layout."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    found = {"inputs": runner.get_input_details(), "outputs": runner.get_output_details()}
+    result = {}
+    for side in ("inputs", "outputs"):
+        names = [io_["name"] for io_ in onnx_io[side]]
+        tensors = names if side == "inputs" else [f"output_{i}" for i in range(len(names))]
+        if sorted(tensors) != sorted(found[side]):
+            raise ConverterError(f"{path.name}: signature {side} {sorted(found[side])}, expected {tensors}")
+        result[side] = []
+        for io_, tensor in zip(onnx_io[side], tensors):
+            shape = [int(d) for d in found[side][tensor]["shape"]]
+            result[side].append({"name": io_["name"], "tensor": tensor, "shape": shape,
+                                 "layout": layout_of(shape, io_["shape"])})
+    return result
+
+
+def layout_of(shape: list[int], nchw: list[int]) -> str:
+    """``"NHWC"`` or ``"NCHW"``: which layout ``shape`` is of the tensor whose NCHW shape is ``nchw``."""
+    n, c, h, w = nchw
+    as_nhwc, as_nchw = shape == [n, h, w, c], shape == list(nchw)
+    if as_nhwc == as_nchw:
+        raise ConverterError(f"cannot tell the layout of shape {shape} (NCHW {nchw})")
+    return "NHWC" if as_nhwc else "NCHW"
