@@ -68,8 +68,11 @@ class ExportJob:
     def saved_model(self) -> Path:
         """onnx2tf's SavedModel of the ``onnx-matmul`` file (translated once per job)."""
         if self._saved_model is None:
-            src = self.work / self.built["onnx-matmul"]["file"]
-            self._saved_model = run_onnx2tf(src, self.work / ".onnx2tf", self.work / "logs" / "onnx2tf.log")
+            # onnx2tf rewrites the ONNX file it is given (op names): hand it a copy.
+            tmp = self.work / ".onnx2tf"
+            tmp.mkdir(exist_ok=True)
+            src = shutil.copy(self.work / self.built["onnx-matmul"]["file"], tmp / "model.onnx")
+            self._saved_model = run_onnx2tf(Path(src), tmp / "saved_model", self.work / "logs" / "onnx2tf.log")
         return self._saved_model
 
 

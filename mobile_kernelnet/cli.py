@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 SHADES = " .:-=+*#%@"
+EXPORT_FORMATS = ("onnx-dft", "onnx-matmul", "tflite-fp32", "tflite-fp16", "tflite-dynamic-int8", "tflite-int8")
+"""The keys of ``export.exporter.FORMATS`` (kept here so the parser does not import TensorFlow)."""
 
 
 def kernel_as_text(k: np.ndarray) -> str:
@@ -43,16 +45,24 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     truth = np.load(args.truth) if args.truth else None
     failures = 0
+    if (args.format is None) != (args.model_file is None):
+        raise ValueError("--format and --model-file go together")
     for path in args.images:
         try:
-            k = estimate(path, sf=args.sf, model=name, config=config)
+            if args.format:
+                k, manifest = estimate_with_artifact(path, args.model_file, args.format)
+                if manifest["sf"] != args.sf:
+                    raise ValueError(f"{args.model_file} was exported for sf {manifest['sf']}, not {args.sf}")
+            else:
+                k = estimate(path, sf=args.sf, model=name, config=config)
             npy, _ = save_kernel_files(k, args.out, path.stem)
-        except (BadImageError, ImageReadError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # BadImageError, ImageReadError, a wrong size or file
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
             continue
         cy, cx = center_of_mass(k)
-        line = (f"{path}: {args.model} sf{args.sf} kernel {k.shape[0]}x{k.shape[1]}, "
+        source = f"{args.model_file.name} ({args.format})" if args.format else args.model
+        line = (f"{path}: {source} sf{args.sf} kernel {k.shape[0]}x{k.shape[1]}, "
                 f"centre of mass ({cy:.2f}, {cx:.2f}) -> {npy}")
         if truth is not None:
             line += f"  L1 vs truth {kernel_l1(k, truth):.4f}"
@@ -60,6 +70,60 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         if args.show:
             print(kernel_as_text(k))
     return 1 if failures else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.exporter import FORMATS, ExportError, export
+
+    formats = list(FORMATS) if args.to == ["all"] else args.to
+    try:
+        manifest = export(args.model, args.config, args.sf, args.input_size, formats, args.out,
+                          overwrite=args.overwrite, calibration_n=args.calibration_images)
+    except ExportError as exc:
+        print(f"mkn export: error: {exc}", file=sys.stderr)
+        return 1 if args.out.exists() else 2
+    for fmt, art in manifest["artifacts"].items():
+        nodes = (f", nodes {art['nodes_before_onnxsim']} -> {art['nodes_after_onnxsim']} (onnxsim)"
+                 if "nodes_after_onnxsim" in art else "")
+        gpu = f", GPU delegate {'ok' if art['gpu_compatible'] else 'NOT ok'}" if "gpu_compatible" in art else ""
+        print(f"{fmt:<21} {art['file']:<44} {art['size_bytes'] / 1e6:7.3f} MB{nodes}{gpu}")
+    print(f"wrote {args.out / 'manifest.json'}")
+    return 0
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from export.parity import DEFAULT_TOLERANCES, format_parity_table, parse_tolerance, run_parity
+    from .evaluate import write_json
+
+    tolerances = DEFAULT_TOLERANCES
+    for spec in args.tol or []:
+        tolerances = parse_tolerance(spec, tolerances)
+    report = run_parity(args.dir, args.testset, args.formats, tolerances, args.images)
+    print(format_parity_table(report))
+    json_path = args.json or args.dir / "parity.json"
+    write_json(report, json_path)
+    print(f"wrote {json_path}")
+    failed = [r["format"] for r in report["formats"] if r["status"] != "pass"]
+    if failed:
+        print(f"mkn parity: FAILED: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def estimate_with_artifact(path: Path, model_file: Path, fmt: str) -> tuple[np.ndarray, dict]:
+    """Kernel ``(K, K)`` of the image at ``path`` from an exported file, and its manifest."""
+    from export.manifest import find_artifact
+    from export.runtimes import fit_to_input, open_runner
+    from .estimation import check_image
+    from .imio import read_image
+
+    manifest, listed = find_artifact(model_file)
+    if listed != fmt:
+        raise ValueError(f"{model_file} is the {listed} artifact of its export, not {fmt}")
+    img = read_image(path)
+    check_image(img, manifest["sf"], str(path))
+    lr, _ = fit_to_input(img, manifest["input_size"])
+    runner = open_runner(model_file.parent, manifest, fmt)
+    return runner(lr)["kernel"][0, 0], manifest
 
 
 def cmd_sr(args: argparse.Namespace) -> int:
@@ -167,7 +231,33 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, required=True, help="folder for <stem>.npy and <stem>.png")
     e.add_argument("--truth", type=Path, help="ground-truth kernel .npy: also print the L1 error")
     e.add_argument("--show", action="store_true", help="draw each kernel in the terminal")
+    e.add_argument("--format", choices=EXPORT_FORMATS,
+                   help="run an exported file instead of the PyTorch model (needs --model-file); the image "
+                        "is centre-cropped to the exported input size")
+    e.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
     e.set_defaults(func=cmd_estimate)
+
+    x = sub.add_parser("export", help="export an estimator to ONNX / TFLite formats (+ manifest.json)")
+    x.add_argument("--model", default="kernelnet")
+    x.add_argument("--config", default="mobile")
+    x.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
+    x.add_argument("--input-size", type=int, default=256, help="LR input side the files are fixed to (px)")
+    x.add_argument("--to", nargs="+", default=["all"], choices=("all", *EXPORT_FORMATS), metavar="FORMAT",
+                   help=f"formats: all or any of {', '.join(EXPORT_FORMATS)}")
+    x.add_argument("--out", type=Path, required=True, help="export directory (built aside, renamed when done)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    x.add_argument("--calibration-images", type=int, default=32, help="int8 calibration images (training sources)")
+    x.set_defaults(func=cmd_export)
+
+    q = sub.add_parser("parity", help="run every exported file against the PyTorch reference on the test set")
+    q.add_argument("dir", type=Path, help="export directory")
+    q.add_argument("--testset", type=Path, default=Path("testsets"), help="folder made by make-testset")
+    q.add_argument("--formats", nargs="+", help="only these formats (default: all in the manifest)")
+    q.add_argument("--images", type=int, help="use only the first N test images")
+    q.add_argument("--tol", action="append", metavar="FORMAT.FIELD=VALUE",
+                   help="override a tolerance, e.g. tflite-fp16.max_abs=3e-3 (repeatable)")
+    q.add_argument("--json", type=Path, help="report path (default DIR/parity.json)")
+    q.set_defaults(func=cmd_parity)
 
     s = sub.add_parser("sr", help="super-resolve an image with an estimated or given kernel")
     s.add_argument("image", type=Path)

@@ -1,0 +1,176 @@
+"""`mkn parity DIR`: every artifact in its real runtime against the PyTorch reference.
+
+Test images come from the project's test set for the export's sf, fitted to the
+exported input size by :func:`runtimes.fit_to_input` with ``pad=True`` (centre crop;
+images smaller than the input are reflect-padded, and the report counts them: both
+sides see the same input, so the comparison stays exact). Per format:
+
+* ``max_abs`` / ``mean_abs`` -- kernel error against the reference (over images);
+* ``delta_l1`` -- mean over images of ``|L1(k_fmt, k_true) - L1(k_ref, k_true)|``;
+* ``stages`` -- per stage, the max-abs error relative to the reference stage's peak,
+  and ``error_grows_at``: the first stage whose relative error is at least
+  :data:`GROWTH` x the previous stage's (or the input's float32 rounding), i.e.
+  where the format first loses accuracy.
+
+A format fails when a measure exceeds its tolerance (:data:`DEFAULT_TOLERANCES`,
+overridable) or when it cannot run.
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mobile_kernelnet.metrics import kernel_l1
+from mobile_kernelnet.models import create_model
+from mobile_kernelnet.testset import load_testset
+
+from .manifest import read_manifest, sha256
+from .runtimes import TorchRunner, fit_to_input, open_runner
+
+SCHEMA = "mkn-parity/1"
+GROWTH = 10.0
+FLOAT32_FLOOR = 1e-7
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Upper bounds for one format; ``None`` = not judged."""
+
+    max_abs: float | None = None
+    delta_l1: float | None = None
+
+
+DEFAULT_TOLERANCES = {
+    "onnx-dft": Tolerance(max_abs=1e-5),
+    "onnx-matmul": Tolerance(max_abs=1e-5),
+    "tflite-fp32": Tolerance(max_abs=1e-4),
+    "tflite-fp16": Tolerance(max_abs=2.5e-3, delta_l1=0.01),
+    "tflite-dynamic-int8": Tolerance(delta_l1=0.03),
+    "tflite-int8": Tolerance(delta_l1=0.03),
+}
+
+
+def parse_tolerance(spec: str, tolerances: dict[str, Tolerance]) -> dict[str, Tolerance]:
+    """Apply ``FORMAT.FIELD=VALUE`` (e.g. ``tflite-fp16.max_abs=3e-3``) to ``tolerances``."""
+    try:
+        key, value = spec.split("=")
+        fmt, field = key.split(".")
+        value = float(value)
+    except ValueError:
+        raise ValueError(f"tolerance {spec!r}: expected FORMAT.FIELD=VALUE, e.g. tflite-fp16.max_abs=3e-3")
+    if field not in ("max_abs", "delta_l1"):
+        raise ValueError(f"tolerance {spec!r}: field must be max_abs or delta_l1")
+    new = dict(tolerances)
+    new[fmt] = Tolerance(**{**asdict(tolerances.get(fmt, Tolerance())), field: value})
+    return new
+
+
+def parity_inputs(testset_dir: Path, sf: int, size: int, max_images: int | None) -> list[dict]:
+    """Test-set images fitted to ``size``: dicts with ``stem``, ``lr`` (1,1,S,S), ``truth`` (K,K), ``fit``."""
+    manifest, entries = load_testset(testset_dir)
+    if manifest["sf"] != sf:
+        raise ValueError(f"{testset_dir} is the sf {manifest['sf']} test set; the export is sf {sf}")
+    items = []
+    for e in entries[:max_images]:
+        lr, fit = fit_to_input(e.lr(), size, pad=True)
+        items.append({"stem": e.stem, "lr": lr, "truth": e.kernel(), "fit": fit})
+    if not items:
+        raise ValueError(f"{testset_dir}: no test images")
+    return items
+
+
+def _stage_errors(out: dict, ref: dict, stages: list[str]) -> dict[str, float]:
+    return {s: float(np.abs(out[s] - ref[s]).max() / max(float(np.abs(ref[s]).max()), 1e-12)) for s in stages}
+
+
+def error_grows_at(rel: dict[str, float]) -> str | None:
+    """First stage whose relative error is >= GROWTH x the previous one's (floor: float32
+    rounding); ``None`` if no stage grows that much."""
+    prev = FLOAT32_FLOOR
+    for stage, err in rel.items():
+        if err >= GROWTH * max(prev, FLOAT32_FLOOR):
+            return stage
+        prev = err
+    return None
+
+
+def check_format(folder: Path, manifest: dict, fmt: str, items: list[dict], refs: list[dict],
+                 tol: Tolerance) -> dict:
+    """Run ``fmt`` on every item and judge it against ``tol``; never raises for a runtime error."""
+    art = manifest["artifacts"][fmt]
+    row = {"format": fmt, "runtime": art["runtime"], "size_mb": art["size_bytes"] / 1e6,
+           "tolerance": asdict(tol)}
+    stages = manifest["stages"]
+    try:
+        runner = open_runner(folder, manifest, fmt, threads=2)
+        t0 = time.perf_counter()
+        outs = [runner(it["lr"]) for it in items]
+        row["seconds"] = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 -- a format that cannot run is a parity failure, reported
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc())
+        return row
+    kerr = [np.abs(o["kernel"] - r["kernel"]) for o, r in zip(outs, refs)]
+    dl1 = [abs(kernel_l1(o["kernel"][0, 0], it["truth"]) - kernel_l1(r["kernel"][0, 0], it["truth"]))
+           for o, r, it in zip(outs, refs, items)]
+    rel = {s: max(_stage_errors(o, r, stages)[s] for o, r in zip(outs, refs)) for s in stages}
+    finite = all(np.all(np.isfinite(o["kernel"])) for o in outs)
+    row.update(max_abs=float(max(e.max() for e in kerr)) if finite else math.inf,
+               mean_abs=float(np.mean([e.mean() for e in kerr])) if finite else math.inf,
+               delta_l1=float(np.mean(dl1)) if finite else math.inf,
+               stage_rel_error=rel, error_grows_at=error_grows_at(rel))
+    failures = [f"{m} {row[m]:.3g} > {getattr(tol, m):.3g}" for m in ("max_abs", "delta_l1")
+                if getattr(tol, m) is not None and not row[m] <= getattr(tol, m)]
+    row["status"] = "fail" if failures else "pass"
+    if failures:
+        row["error"] = "; ".join(failures) + (f"; error first grows at stage {row['error_grows_at']!r}"
+                                              if row["error_grows_at"] else "")
+    return row
+
+
+def run_parity(folder: str | Path, testset_root: str | Path, formats: list[str] | None = None,
+               tolerances: dict[str, Tolerance] = DEFAULT_TOLERANCES, max_images: int | None = None) -> dict:
+    """Parity report of an export directory (schema :data:`SCHEMA`)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    from mobile_kernelnet.models.registry import weights_path
+
+    wpath = weights_path(manifest["model"], manifest["config"], manifest["sf"])
+    if sha256(wpath) != manifest["weights_sha256"]:
+        raise ValueError(f"{wpath} differs from the weights {folder} was exported from; re-export")
+    formats = formats or list(manifest["artifacts"])
+    missing = [f for f in formats if f not in manifest["artifacts"]]
+    if missing:
+        raise ValueError(f"{folder}: no artifact for {missing} (it has {', '.join(manifest['artifacts'])})")
+    items = parity_inputs(Path(testset_root) / f"sf{manifest['sf']}", manifest["sf"], manifest["input_size"],
+                        max_images)
+    reference = TorchRunner(create_model(manifest["model"], manifest["sf"], manifest["config"]),
+                            manifest["input_size"])
+    refs = [reference(it["lr"]) for it in items]
+    rows = [check_format(folder, manifest, f, items, refs, tolerances.get(f, Tolerance())) for f in formats]
+    rows += [{"format": f, "status": "error", "error": f"export failed: {v['error']}"}
+             for f, v in manifest.get("failed", {}).items()]
+    return {"schema": SCHEMA, "export": str(folder), "model": manifest["model"], "config": manifest["config"],
+            "sf": manifest["sf"], "input_size": manifest["input_size"],
+            "images": {"n": len(items), "testset": str(testset_root),
+                       "fit": {k: sum(it["fit"] == k for it in items) for k in sorted({it["fit"] for it in items})}},
+            "reference_l1": float(np.mean([kernel_l1(r["kernel"][0, 0], it["truth"]) for r, it in zip(refs, items)])),
+            "formats": rows, "passed": all(r["status"] == "pass" for r in rows)}
+
+
+def format_parity_table(report: dict) -> str:
+    """The report as a terminal table."""
+    head = (f"parity: {report['model']} {report['config']} sf{report['sf']} input {report['input_size']}px, "
+            f"{report['images']['n']} test images {report['images']['fit']}, reference L1 {report['reference_l1']:.4f}")
+    lines = [head, f"{'format':<21} {'status':<6} {'size MB':>8} {'max-abs':>10} {'mean-abs':>10} {'dL1':>8}  note"]
+    for r in report["formats"]:
+        if "max_abs" in r:
+            lines.append(f"{r['format']:<21} {r['status']:<6} {r['size_mb']:>8.3f} {r['max_abs']:>10.2e} "
+                         f"{r['mean_abs']:>10.2e} {r['delta_l1']:>8.4f}  {r.get('error', '')}")
+        else:
+            lines.append(f"{r['format']:<21} {r['status']:<6} {'':>8} {'':>10} {'':>10} {'':>8}  {r['error'].splitlines()[0]}")
+    return "\n".join(lines)

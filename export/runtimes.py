@@ -1,0 +1,142 @@
+"""Run an exported artifact in its real runtime with one NCHW-in, NCHW-out contract.
+
+Every runner is called with the LR image ``(1, 1, S, S)`` float32 in [0, 1] (NCHW,
+as PyTorch takes it) and returns ``{stage: array}`` in NCHW, whatever layout the
+file stores (the manifest's per-tensor ``layout``: ONNX keeps NCHW, TFLite mostly
+NHWC). Layout conversion happens only in :func:`to_file_layout` /
+:func:`from_file_layout`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+LITERT_RESOLVERS = ("xnnpack", "builtin")
+"""LiteRT op resolvers: ``xnnpack`` (the default, XNNPACK delegate applied) and
+``builtin`` (builtin kernels without the default delegates)."""
+
+
+def to_file_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """NCHW ``x`` in the file's ``layout`` (``"NCHW"`` or ``"NHWC"``)."""
+    if layout == "NCHW":
+        return x
+    if layout == "NHWC":
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+def from_file_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """A tensor stored in ``layout`` back in NCHW."""
+    if layout == "NCHW":
+        return x
+    if layout == "NHWC":
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+class Runner:
+    """Base: ``runner(lr) -> {stage: NCHW array}``; ``inputs``/``outputs`` from the manifest."""
+
+    def __init__(self, artifact: dict):
+        self.artifact = artifact
+        self.input = artifact["inputs"][0]
+        self.input_nchw = [1, 1, *self.input["shape"][1:3]] if self.input["layout"] == "NHWC" else self.input["shape"]
+
+    def check_input(self, lr: np.ndarray) -> np.ndarray:
+        lr = np.asarray(lr, dtype=np.float32)
+        if list(lr.shape) != list(self.input_nchw):
+            raise ValueError(f"input shape {list(lr.shape)} does not match the exported {self.input_nchw} (NCHW)")
+        return lr
+
+    def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class TorchRunner(Runner):
+    """The PyTorch reference (``torch`` spectral backend unless told otherwise)."""
+
+    def __init__(self, model: torch.nn.Module, input_size: int, threads: int | None = None):
+        super().__init__({"inputs": [{"name": "lr", "shape": [1, 1, input_size, input_size], "layout": "NCHW"}]})
+        self.model, self.threads = model.eval(), threads
+
+    def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
+        lr = self.check_input(lr)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            return {k: v.numpy() for k, v in self.model.stages(torch.from_numpy(lr)).items()}
+
+
+class OnnxRunner(Runner):
+    """ONNX Runtime, CPU execution provider."""
+
+    def __init__(self, path: Path, artifact: dict, threads: int | None = None):
+        import onnxruntime as ort
+
+        super().__init__(artifact)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.names = [o["name"] for o in artifact["outputs"]]
+
+    def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
+        lr = self.check_input(lr)
+        outs = self.session.run(self.names, {self.input["name"]: to_file_layout(lr, self.input["layout"])})
+        return {o["name"]: from_file_layout(v, o["layout"]) for o, v in zip(self.artifact["outputs"], outs)}
+
+
+class LiteRunner(Runner):
+    """The LiteRT interpreter (ai-edge-litert) through the ``serving_default`` signature."""
+
+    def __init__(self, path: Path, artifact: dict, threads: int | None = None, resolver: str = "xnnpack"):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        super().__init__(artifact)
+        if resolver not in LITERT_RESOLVERS:
+            raise ValueError(f"unknown LiteRT resolver {resolver!r}; one of {LITERT_RESOLVERS}")
+        kind = (OpResolverType.AUTO if resolver == "xnnpack"
+                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                                       experimental_op_resolver_type=kind)
+        self.signature = self.interpreter.get_signature_runner()
+
+    def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
+        lr = self.check_input(lr)
+        outs = self.signature(**{self.input.get("tensor", self.input["name"]): to_file_layout(lr, self.input["layout"])})
+        return {o["name"]: from_file_layout(outs[o["tensor"]], o["layout"]) for o in self.artifact["outputs"]}
+
+
+def open_runner(folder: str | Path, manifest: dict, fmt: str, threads: int | None = None,
+                resolver: str = "xnnpack") -> Runner:
+    """A runner for format ``fmt`` of the export directory ``folder``."""
+    if fmt not in manifest["artifacts"]:
+        raise ValueError(f"{folder}: no {fmt!r} artifact (it has {', '.join(manifest['artifacts'])})")
+    art = manifest["artifacts"][fmt]
+    path = Path(folder) / art["file"]
+    if art["runtime"] == "onnxruntime":
+        return OnnxRunner(path, art, threads)
+    if art["runtime"] == "litert":
+        return LiteRunner(path, art, threads, resolver)
+    raise ValueError(f"{fmt}: unknown runtime {art['runtime']!r}")
+
+
+def fit_to_input(img: np.ndarray, size: int, pad: bool = False) -> tuple[np.ndarray, str]:
+    """``(H, W)`` luma -> ``(1, 1, size, size)`` float32 for a model exported at ``size``:
+    the centred ``size x size`` crop. A side shorter than ``size`` is a ValueError, or
+    with ``pad`` is reflect-padded symmetrically. Returns the array and what was done
+    (``"as is"``, ``"centre crop"``, ``"reflect pad"``)."""
+    h, w = img.shape
+    if (h < size or w < size) and not pad:
+        raise ValueError(f"image {w}x{h} px is smaller than the exported input size {size}x{size}; "
+                         f"re-export with --input-size {min(h, w)} or smaller")
+    ph, pw = max(size - h, 0), max(size - w, 0)
+    done = "reflect pad" if ph or pw else ("as is" if (h, w) == (size, size) else "centre crop")
+    if ph or pw:
+        img = np.pad(img, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
+        h, w = img.shape
+    y, x = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(img[y:y + size, x:x + size], dtype=np.float32)[None, None], done
