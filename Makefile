@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test eval eval-sr testsets weights latency clean
+.PHONY: demo test eval eval-sr testsets weights latency exports clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,5 +41,15 @@ latency: $(STAMP)
 	$(BIN)/mkn latency --models kernelnet s2k --configs mobile paper --sf 2 --sizes 128 256 512 --threads 2 --runs 15 \
 	    --json results/latency_torch.json
 
+# Export the shipped mobile KernelNet at every sf to every format, then parity on the test set.
+# Input sides near each sf's test-set LR size (252 / 168 / 126 px for most images).
+EXPORT_SIZES ?= 2:256 3:168 4:128
+exports: testsets
+	for pair in $(EXPORT_SIZES); do sf=$${pair%%:*}; size=$${pair##*:}; \
+	    $(BIN)/mkn export --model kernelnet --config mobile --sf $$sf --input-size $$size --to all \
+	        --out exports/kernelnet_mobile_sf$$sf --overwrite || exit 1; \
+	    $(BIN)/mkn parity exports/kernelnet_mobile_sf$$sf --testset testsets \
+	        --json results/parity_kernelnet_sf$$sf.json || exit 1; done
+
 clean:
-	rm -rf $(VENV) out testsets
+	rm -rf $(VENV) out testsets exports

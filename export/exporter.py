@@ -60,7 +60,7 @@ class ExportJob:
         net = create_model(self.model, self.sf, self.config)
         if hasattr(net, "set_spectral_backend"):
             net.set_spectral_backend(backend)
-        return StageOutputs(net, stage_names(net, self.input_size))
+        return StageOutputs(net, stage_names(net, self.input_size)).eval()
 
     def example(self) -> torch.Tensor:
         return torch.rand(1, 1, self.input_size, self.input_size, generator=torch.Generator().manual_seed(0))

@@ -109,6 +109,64 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def int_list(text: str) -> list[int]:
+    """``"1,2"`` -> ``[1, 2]`` (argparse type for comma-separated lists)."""
+    try:
+        return [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.benchmark import SCHEMA, compare, run_bench
+    from bench.latency import machine_info
+    from bench.report import markdown, plot, table
+    from .evaluate import write_json
+
+    sizes = [v for chunk in args.sizes for v in chunk] if args.sizes else None
+    threads = [v for chunk in args.threads for v in chunk]
+    baseline = json.loads(args.baseline.read_text())["records"] if args.baseline else None
+    machine = machine_info()
+    records: list[dict] = []
+
+    def save(complete: bool) -> None:
+        write_json({"schema": SCHEMA, "machine": machine, "export": str(args.dir), "complete": complete,
+                    "records": records}, args.json)
+
+    def on_group(group: list[dict]) -> None:
+        records.extend(group)
+        save(False)
+
+    try:
+        run_bench(args.dir, sizes, threads, args.runs, args.warmup, args.testset, args.images, on_group,
+                  progress=not args.quiet)
+    except KeyboardInterrupt:
+        save(False)
+        print(f"\ninterrupted: kept {len(records)} finished records in {args.json} (complete: false)",
+              file=sys.stderr)
+        return 130
+    save(True)
+    print(table(records))
+    md, png = args.json.with_suffix(".md"), args.json.with_suffix(".png")
+    from .imio import atomic_output
+    with atomic_output(md) as tmp:
+        tmp.write_text(markdown(records, machine))
+    plot(records, png)
+    print(f"wrote {args.json}, {md}, {png}")
+    if baseline is None:
+        return 1 if any(r.get("status") != "ok" for r in records) else 0
+    gate = compare(records, baseline, args.max_slowdown, args.max_l1_increase)
+    if gate["matched"] == 0:
+        print(f"mkn bench: error: no record matches the baseline {args.baseline}", file=sys.stderr)
+        return 1
+    for line in gate["regressions"]:
+        print(f"REGRESSION {line}", file=sys.stderr)
+    print(f"gate: {gate['matched']} records compared with {args.baseline}, {len(gate['regressions'])} regression(s)")
+    return 1 if gate["regressions"] else 0
+
+
 def estimate_with_artifact(path: Path, model_file: Path, fmt: str) -> tuple[np.ndarray, dict]:
     """Kernel ``(K, K)`` of the image at ``path`` from an exported file, and its manifest."""
     from export.manifest import find_artifact
@@ -258,6 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a tolerance, e.g. tflite-fp16.max_abs=3e-3 (repeatable)")
     q.add_argument("--json", type=Path, help="report path (default DIR/parity.json)")
     q.set_defaults(func=cmd_parity)
+
+    k = sub.add_parser("bench", help="latency, size, memory and kernel L1 of every exported format (+ gate)")
+    k.add_argument("dir", type=Path, help="export directory")
+    k.add_argument("--runs", type=int, default=50)
+    k.add_argument("--warmup", type=int, default=5)
+    k.add_argument("--threads", type=int_list, nargs="+", default=[[1, 2]], help="e.g. 1,2")
+    k.add_argument("--sizes", type=int_list, nargs="+",
+                   help="input sides, e.g. 128,256,512 (others than the export's are exported beside it)")
+    k.add_argument("--testset", type=Path, default=Path("testsets"), help="for kernel L1")
+    k.add_argument("--images", type=int, help="kernel L1 on the first N test images only")
+    k.add_argument("--json", type=Path, required=True, help="records (Markdown and PNG written beside it)")
+    k.add_argument("--baseline", type=Path, help="earlier --json output: fail on a regression against it")
+    k.add_argument("--max-slowdown", type=float, default=1.10, help="allowed median latency ratio")
+    k.add_argument("--max-l1-increase", type=float, default=0.01, help="allowed kernel L1 increase")
+    k.add_argument("--quiet", action="store_true", help="no progress bar")
+    k.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("sr", help="super-resolve an image with an estimated or given kernel")
     s.add_argument("image", type=Path)

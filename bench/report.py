@@ -1,0 +1,68 @@
+"""The benchmark as people read it: a terminal table, a Markdown copy and a PNG plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+COLUMNS = ("format", "runtime", "threads", "size", "status", "MB", "kernel L1", "median ms", "p90 ms",
+           "FPS", "x floor")
+
+
+def _row(r: dict) -> list[str]:
+    ok = r.get("status") == "ok"
+
+    def num(key: str, fmt: str) -> str:
+        return format(r[key], fmt) if r.get(key) is not None else "-"
+    return [r["format"], r["runtime"], str(r["threads"]), str(r["input_size"]), r.get("status", "?"),
+            num("size_mb", ".3f"), num("kernel_l1", ".4f"),
+            num("latency_ms_median", ".2f") if ok else "-", num("latency_ms_p90", ".2f") if ok else "-",
+            f"{1e3 / r['latency_ms_median']:.1f}" if ok else "-", num("ratio_to_floor", ".1f") if ok else "-"]
+
+
+def table(records: list[dict]) -> str:
+    """Fixed-width table in the spirit of ultralytics' ``benchmark`` output."""
+    rows = [list(COLUMNS)] + [_row(r) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in rows)
+
+
+def markdown(records: list[dict], machine: dict) -> str:
+    """The same table in Markdown, headed by the machine it ran on."""
+    head = f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores\n\n"
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_row(r)) + " |" for r in records]
+    return head + "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict], path: str | Path) -> None:
+    """Two panels: median latency vs kernel L1 (largest size, most threads) and median
+    latency vs input size (most threads), one marker/line per format and runtime."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mobile_kernelnet.imio import atomic_output
+
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not ok:
+        raise ValueError("no successful records to plot")
+    nmax = max(r["threads"] for r in ok)
+    smax = max(r["input_size"] for r in ok)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for r in (r for r in ok if r["threads"] == nmax and r["input_size"] == smax and r.get("kernel_l1") is not None):
+        a.scatter(r["latency_ms_median"], r["kernel_l1"], label=f"{r['format']} / {r['runtime']}")
+    a.set(xlabel="median latency (ms)", ylabel="kernel L1 (test set)", xscale="log",
+          title=f"latency vs kernel L1 ({smax}px, {nmax} threads)")
+    a.legend(fontsize=7)
+    series = sorted({(r["format"], r["runtime"]) for r in ok})
+    for fmt, rt in series:
+        pts = sorted((r["input_size"], r["latency_ms_median"]) for r in ok
+                     if (r["format"], r["runtime"]) == (fmt, rt) and r["threads"] == nmax)
+        b.plot(*zip(*pts), marker="o", label=f"{fmt} / {rt}")
+    b.set(xlabel="input side (px)", ylabel="median latency (ms)", yscale="log",
+          title=f"latency vs input size ({nmax} threads)")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,49 @@
+"""How far a latency is from this CPU's limit: model FLOPs over a measured sgemm peak.
+
+``floor_ms = flops / peak``, where ``flops`` counts the model's matmuls and
+convolutions (``torch.utils.flop_counter`` on the ``matmul`` spectral backend, so the
+DFTs count as the products an exported graph really computes) and ``peak`` is the
+median GFLOP/s of a large float32 matrix product at the same thread count. A
+latency's ``ratio_to_floor`` = measured / floor (1 = at the limit).
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def model_flops(model: torch.nn.Module, size: int) -> int:
+    """Floating-point operations (multiply and add counted apart) of one forward pass of
+    ``model`` on a ``(1, 1, size, size)`` input, with the ``matmul`` spectral backend."""
+    if hasattr(model, "set_spectral_backend"):
+        model.set_spectral_backend("matmul")
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            model(torch.rand(1, 1, size, size))
+        return int(counter.get_total_flops())
+    finally:
+        if hasattr(model, "set_spectral_backend"):
+            model.set_spectral_backend("torch")
+
+
+@lru_cache(maxsize=8)
+def sgemm_peak_gflops(threads: int, n: int = 2048, runs: int = 7) -> float:
+    """Median GFLOP/s of an ``n x n`` float32 ``torch.mm`` on ``threads`` threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.rand(n, n), torch.rand(n, n)
+        torch.mm(a, b)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - t0)
+        return 2 * n ** 3 / float(np.median(times)) / 1e9
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,192 @@
+"""Export-parity CI check: the shipped mobile sf 2 KernelNet through every format, run
+in the real runtimes (ONNX Runtime, LiteRT) against PyTorch on test-set images."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from export import tflite_formats
+from export.exporter import FORMATS, ExportError, export
+from export.manifest import read_manifest, sha256
+from export.parity import DEFAULT_TOLERANCES, error_grows_at, parse_tolerance, run_parity
+from export.runtimes import TorchRunner, fit_to_input, from_file_layout, open_runner, to_file_layout
+from mobile_kernelnet.cli import EXPORT_FORMATS, main
+from mobile_kernelnet.models import create_model
+
+SIZE = 64  # small input: the check is about the export path, not the image size
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "kn_sf2"
+    export("kernelnet", "mobile", 2, SIZE, list(FORMATS), out, calibration_n=8, progress=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def testset_root(tmp_path_factory):
+    from mobile_kernelnet.testset import make_testset
+    root = tmp_path_factory.mktemp("testsets")
+    make_testset(2, root)
+    return root
+
+
+def test_cli_lists_the_exporter_formats():
+    assert EXPORT_FORMATS == tuple(FORMATS)
+
+
+def test_every_format_passes_parity_at_default_tolerances(exported, testset_root):
+    report = run_parity(exported, testset_root, max_images=6)
+    rows = {r["format"]: r for r in report["formats"]}
+    assert set(rows) == set(FORMATS)
+    for fmt, row in rows.items():
+        assert row["status"] == "pass", (fmt, row.get("error"))
+    # the tolerances were really applied, and the float formats really are close
+    assert rows["onnx-dft"]["max_abs"] <= 1e-5 and rows["tflite-fp32"]["max_abs"] <= 1e-4
+    assert report["images"]["n"] == 6 and report["passed"]
+
+
+def test_manifest_records_files_layouts_and_tools(exported):
+    m = read_manifest(exported)  # verifies every sha256
+    assert m["stages"] == ["grads", "k_lr", "k_coarse", "kernel"]
+    for fmt, art in m["artifacts"].items():
+        assert (exported / art["file"]).stat().st_size == art["size_bytes"]
+        assert [o["name"] for o in art["outputs"]] == m["stages"]
+    assert m["artifacts"]["onnx-matmul"]["inputs"][0] == {"name": "lr", "shape": [1, 1, SIZE, SIZE], "layout": "NCHW"}
+    fp32 = m["artifacts"]["tflite-fp32"]
+    assert fp32["inputs"][0]["layout"] == "NHWC" and fp32["inputs"][0]["shape"] == [1, SIZE, SIZE, 1]
+    kernel_out = [o for o in fp32["outputs"] if o["name"] == "kernel"][0]
+    assert kernel_out["layout"] == "NHWC" and kernel_out["shape"] == [1, 15, 15, 1]
+    assert "DFT" in m["artifacts"]["onnx-dft"]["ops"] and "DFT" not in m["artifacts"]["onnx-matmul"]["ops"]
+    assert m["artifacts"]["onnx-matmul"]["nodes_after_onnxsim"] <= m["artifacts"]["onnx-matmul"]["nodes_before_onnxsim"]
+    assert m["tools"]["onnx2tf"] == "1.28.8" and m["failed"] == {}
+    q = m["artifacts"]["tflite-int8"]["quantization"]
+    assert "DIV" in q["float_op_types"] and "CONV_2D" not in q["float_op_types"]
+    assert m["artifacts"]["tflite-int8"]["numeric"]["int8"].get("CONV_2D", 0) > 0
+    assert all(art["gpu_compatible"] for f, art in m["artifacts"].items() if f.startswith("tflite"))
+
+
+def test_runners_return_nchw_stages_equal_to_torch(exported):
+    """The gradient stage has 2 channels: a wrong NHWC->NCHW transpose would scramble it."""
+    m = read_manifest(exported)
+    rng = np.random.default_rng(0)
+    lr = rng.random((1, 1, SIZE, SIZE), dtype=np.float32)
+    ref = TorchRunner(create_model("kernelnet", 2, "mobile"), SIZE)(lr)
+    for fmt in ("onnx-dft", "onnx-matmul", "tflite-fp32"):
+        out = open_runner(exported, m, fmt)(lr)
+        for stage in m["stages"]:
+            assert out[stage].shape == ref[stage].shape, (fmt, stage)
+            np.testing.assert_allclose(out[stage], ref[stage], atol=2e-4, err_msg=f"{fmt} {stage}")
+    with pytest.raises(ValueError, match="does not match the exported"):
+        open_runner(exported, m, "tflite-fp32")(lr[..., :32])
+
+
+def test_layout_helpers_round_trip():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    nhwc = to_file_layout(x, "NHWC")
+    assert nhwc.shape == (2, 4, 5, 3) and nhwc[1, 2, 3, 0] == x[1, 0, 2, 3]
+    np.testing.assert_array_equal(from_file_layout(nhwc, "NHWC"), x)
+    assert tflite_formats.layout_of([1, 15, 15, 1], [1, 1, 15, 15]) == "NHWC"
+    assert tflite_formats.layout_of([1, 1, 9, 9], [1, 1, 9, 9]) == "NCHW"
+
+
+def test_fit_to_input_crops_pads_or_refuses():
+    img = np.arange(100 * 80, dtype=np.float32).reshape(100, 80) / 8000
+    crop, how = fit_to_input(img, 64)
+    assert how == "centre crop" and crop.shape == (1, 1, 64, 64) and crop[0, 0, 0, 0] == img[18, 8]
+    with pytest.raises(ValueError, match="smaller than the exported input size"):
+        fit_to_input(img, 90)
+    padded, how = fit_to_input(img, 90, pad=True)
+    assert how == "reflect pad" and padded.shape == (1, 1, 90, 90)
+
+
+def test_parity_fails_and_names_a_stage_when_a_tolerance_is_broken(exported, testset_root, tmp_path, capsys):
+    tol = parse_tolerance("tflite-int8.delta_l1=1e-9", DEFAULT_TOLERANCES)
+    report = run_parity(exported, testset_root, ["tflite-int8"], tol, max_images=3)
+    row = report["formats"][0]
+    assert row["status"] == "fail" and "delta_l1" in row["error"] and not report["passed"]
+    assert row["error_grows_at"] in report["formats"][0]["stage_rel_error"]
+    rc = main(["parity", str(exported), "--testset", str(testset_root), "--images", "2",
+               "--formats", "tflite-int8", "--tol", "tflite-int8.delta_l1=1e-9", "--json", str(tmp_path / "p.json")])
+    assert rc == 1 and "FAILED: tflite-int8" in capsys.readouterr().err
+    assert json.loads((tmp_path / "p.json").read_text())["passed"] is False
+
+
+def test_error_growth_names_the_first_stage_that_loses_accuracy():
+    assert error_grows_at({"grads": 1e-7, "k_lr": 2e-7, "k_coarse": 5e-5, "kernel": 1e-4}) == "k_coarse"
+    assert error_grows_at({"grads": 3e-3, "k_lr": 4e-3}) == "grads"
+    assert error_grows_at({"grads": 1e-7, "k_lr": 2e-7}) is None
+
+
+def test_parity_refuses_a_changed_artifact(exported, testset_root, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    m = read_manifest(copy)
+    f = copy / m["artifacts"]["tflite-fp32"]["file"]
+    f.write_bytes(f.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(ValueError, match="sha256 differs"):
+        run_parity(copy, testset_root)
+
+
+def test_estimate_runs_an_exported_file(exported, testset_root, tmp_path, capsys):
+    m = read_manifest(exported)
+    png = sorted((testset_root / "sf2").glob("*.png"))[0]
+    art = exported / m["artifacts"]["tflite-fp16"]["file"]
+    assert main(["estimate", str(png), "--sf", "2", "--format", "tflite-fp16", "--model-file", str(art),
+                 "--out", str(tmp_path)]) == 0
+    assert "(tflite-fp16)" in capsys.readouterr().out
+    k = np.load(tmp_path / f"{png.stem}.npy")
+    from mobile_kernelnet.imio import read_image
+    lr, _ = fit_to_input(read_image(png), SIZE)
+    with torch.inference_mode():
+        ref = create_model("kernelnet", 2, "mobile")(torch.from_numpy(lr))[0, 0].numpy()
+    assert np.abs(k - ref).max() < 2.5e-3
+    # the wrong format name for the file is refused, and so is an image smaller than the input
+    small = tmp_path / "small.png"
+    from mobile_kernelnet.imio import write_png
+    write_png(small, read_image(png)[:50, :50])
+    assert main(["estimate", str(small), "--sf", "2", "--format", "tflite-fp16", "--model-file", str(art),
+                 "--out", str(tmp_path)]) == 1
+    assert "smaller than the exported input size 64" in capsys.readouterr().err
+    assert main(["estimate", str(png), "--sf", "2", "--format", "tflite-fp32", "--model-file", str(art),
+                 "--out", str(tmp_path)]) == 1
+    assert "is the tflite-fp16 artifact" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(formats=["tflite-int4"]), "unknown format"),
+    (dict(config="paper"), "no shipped weights"),
+    (dict(input_size=40), "input size 40 px cannot be exported"),
+    (dict(input_size=4096), "cannot be exported"),
+])
+def test_bad_requests_fail_before_writing_anything(tmp_path, kwargs, message):
+    args = dict(model="kernelnet", config="mobile", sf=2, input_size=SIZE, formats=["onnx-dft"],
+                out=tmp_path / "out", progress=lambda _: None)
+    args.update(kwargs)
+    with pytest.raises(ExportError, match=message):
+        export(**args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_directory_is_not_replaced_without_overwrite(exported):
+    before = sha256(exported / "manifest.json")
+    with pytest.raises(ExportError, match="--overwrite"):
+        export("kernelnet", "mobile", 2, SIZE, ["onnx-dft"], exported, progress=lambda _: None)
+    assert sha256(exported / "manifest.json") == before
+
+
+def test_converter_failure_keeps_its_message_and_leaves_no_tflite(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tflite_formats, "ONNX2TF_FLAGS", ("--no-such-onnx2tf-flag",))
+    out = tmp_path / "broken"
+    with pytest.raises(ExportError, match="tflite-fp32"):
+        export("kernelnet", "mobile", 2, SIZE, ["tflite-fp32"], out, progress=lambda _: None)
+    m = read_manifest(out)
+    assert set(m["artifacts"]) == {"onnx-matmul"} and "tflite-fp32" in m["failed"]
+    assert "onnx2tf failed" in m["failed"]["tflite-fp32"]["error"]
+    assert "no-such-onnx2tf-flag" in (out / "logs" / "onnx2tf.log").read_text()  # onnx2tf's own words
+    assert not list(out.glob("*.tflite")) and not list(tmp_path.glob(".*partial*"))
+    assert main(["export", "--sf", "2", "--input-size", str(SIZE), "--to", "tflite-fp32", "--out", str(out),
+                 "--overwrite"]) == 1
+    assert "failed" in capsys.readouterr().err
