@@ -15,30 +15,15 @@ from export.runtimes import TorchRunner, fit_to_input, from_file_layout, open_ru
 from mobile_kernelnet.cli import EXPORT_FORMATS, main
 from mobile_kernelnet.models import create_model
 
-SIZE = 64  # small input: the check is about the export path, not the image size
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "kn_sf2"
-    export("kernelnet", "mobile", 2, SIZE, list(FORMATS), out, calibration_n=8, progress=lambda _: None)
-    return out
-
-
-@pytest.fixture(scope="module")
-def testset_root(tmp_path_factory):
-    from mobile_kernelnet.testset import make_testset
-    root = tmp_path_factory.mktemp("testsets")
-    make_testset(2, root)
-    return root
+from conftest import EXPORT_SIZE as SIZE
 
 
 def test_cli_lists_the_exporter_formats():
     assert EXPORT_FORMATS == tuple(FORMATS)
 
 
-def test_every_format_passes_parity_at_default_tolerances(exported, testset_root):
-    report = run_parity(exported, testset_root, max_images=6)
+def test_every_format_passes_parity_at_default_tolerances(exported, testset_root_sf2):
+    report = run_parity(exported, testset_root_sf2, max_images=6)
     rows = {r["format"]: r for r in report["formats"]}
     assert set(rows) == set(FORMATS)
     for fmt, row in rows.items():
@@ -102,13 +87,13 @@ def test_fit_to_input_crops_pads_or_refuses():
     assert how == "reflect pad" and padded.shape == (1, 1, 90, 90)
 
 
-def test_parity_fails_and_names_a_stage_when_a_tolerance_is_broken(exported, testset_root, tmp_path, capsys):
+def test_parity_fails_and_names_a_stage_when_a_tolerance_is_broken(exported, testset_root_sf2, tmp_path, capsys):
     tol = parse_tolerance("tflite-int8.delta_l1=1e-9", DEFAULT_TOLERANCES)
-    report = run_parity(exported, testset_root, ["tflite-int8"], tol, max_images=3)
+    report = run_parity(exported, testset_root_sf2, ["tflite-int8"], tol, max_images=3)
     row = report["formats"][0]
     assert row["status"] == "fail" and "delta_l1" in row["error"] and not report["passed"]
     assert row["error_grows_at"] in report["formats"][0]["stage_rel_error"]
-    rc = main(["parity", str(exported), "--testset", str(testset_root), "--images", "2",
+    rc = main(["parity", str(exported), "--testset", str(testset_root_sf2), "--images", "2",
                "--formats", "tflite-int8", "--tol", "tflite-int8.delta_l1=1e-9", "--json", str(tmp_path / "p.json")])
     assert rc == 1 and "FAILED: tflite-int8" in capsys.readouterr().err
     assert json.loads((tmp_path / "p.json").read_text())["passed"] is False
@@ -120,19 +105,19 @@ def test_error_growth_names_the_first_stage_that_loses_accuracy():
     assert error_grows_at({"grads": 1e-7, "k_lr": 2e-7}) is None
 
 
-def test_parity_refuses_a_changed_artifact(exported, testset_root, tmp_path):
+def test_parity_refuses_a_changed_artifact(exported, testset_root_sf2, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(exported, copy)
     m = read_manifest(copy)
     f = copy / m["artifacts"]["tflite-fp32"]["file"]
     f.write_bytes(f.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(ValueError, match="sha256 differs"):
-        run_parity(copy, testset_root)
+        run_parity(copy, testset_root_sf2)
 
 
-def test_estimate_runs_an_exported_file(exported, testset_root, tmp_path, capsys):
+def test_estimate_runs_an_exported_file(exported, testset_root_sf2, tmp_path, capsys):
     m = read_manifest(exported)
-    png = sorted((testset_root / "sf2").glob("*.png"))[0]
+    png = sorted((testset_root_sf2 / "sf2").glob("*.png"))[0]
     art = exported / m["artifacts"]["tflite-fp16"]["file"]
     assert main(["estimate", str(png), "--sf", "2", "--format", "tflite-fp16", "--model-file", str(art),
                  "--out", str(tmp_path)]) == 0

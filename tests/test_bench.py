@@ -1,0 +1,110 @@
+"""`mkn bench` over the CI export: records, report files, regression gate, Ctrl-C."""
+import json
+import time
+
+import pytest
+
+from bench import benchmark
+from bench.benchmark import KEY, compare, run_bench
+from bench.report import markdown, table
+from bench.roofline import model_flops
+from conftest import EXPORT_SIZE
+from export.runtimes import LiteRunner
+from mobile_kernelnet.cli import main
+from mobile_kernelnet.models import create_model
+
+FIELDS = {"model", "sf", "format", "runtime", "threads", "input_size", "latency_ms_median", "latency_ms_p90",
+          "size_mb", "kernel_l1", "first_inference_ms", "peak_memory_mb", "floor_ms", "ratio_to_floor"}
+
+
+@pytest.fixture(scope="module")
+def records(exported, testset_root_sf2):
+    return run_bench(exported, None, [1], runs=3, warmup=1, testset_root=testset_root_sf2, max_images=2,
+                     progress=False)
+
+
+def test_every_format_and_runtime_gets_a_complete_record(records):
+    got = {(r["format"], r["runtime"]) for r in records}
+    assert ("pytorch", "torch-eager") in got and ("onnx-dft", "onnxruntime-cpu") in got
+    for kind in ("fp32", "fp16", "dynamic-int8", "int8"):
+        assert {(f"tflite-{kind}", "litert-xnnpack"), (f"tflite-{kind}", "litert-builtin")} <= got
+    assert len(records) == 1 + 2 + 4 * 2
+    for r in records:
+        assert r["status"] == "ok" and FIELDS <= set(r), r
+        assert 0 < r["latency_ms_median"] <= r["latency_ms_p90"] and r["input_size"] == EXPORT_SIZE
+    l1 = {r["format"]: r["kernel_l1"] for r in records}
+    assert abs(l1["tflite-fp32"] - l1["pytorch"]) < 1e-4  # the same kernels, so the same L1
+
+
+def test_report_table_and_markdown_show_every_record(records):
+    text, md = table(records), markdown(records, {"cpu": "test cpu", "cores": 2})
+    for r in records:
+        assert r["format"] in text and r["runtime"] in md
+    assert md.startswith("Machine: test cpu, 2 cores") and md.count("\n| ") == len(records) + 1
+
+
+def test_gate_flags_slower_or_less_accurate_records_only(records):
+    assert compare(records, records, 1.10, 0.01) == {"matched": len(records), "regressions": []}
+    slow = [dict(r, latency_ms_median=r["latency_ms_median"] * (1.5 if r["format"] == "onnx-dft" else 1.0))
+            for r in records]
+    worse = [dict(r, kernel_l1=r["kernel_l1"] + (0.02 if r["runtime"] == "litert-builtin" else 0.0))
+             for r in records]
+    assert [g.split(":")[0] for g in compare(slow, records, 1.10, 0.01)["regressions"]] == \
+        ["onnx-dft/onnxruntime-cpu 1t 64px"]
+    assert len(compare(worse, records, 1.10, 0.01)["regressions"]) == 4
+    other_size = [dict(r, input_size=999) for r in records]
+    assert compare(other_size, records, 1.10, 0.01)["matched"] == 0
+
+
+def test_gate_cli_passes_unchanged_and_fails_a_slowed_runtime(exported, testset_root_sf2, tmp_path, monkeypatch,
+                                                              capsys):
+    base = ["bench", str(exported), "--runs", "3", "--warmup", "1", "--threads", "1", "--images", "1",
+            "--testset", str(testset_root_sf2), "--quiet"]
+    assert main(base + ["--json", str(tmp_path / "old.json")]) == 0
+    old = json.loads((tmp_path / "old.json").read_text())
+    assert old["complete"] and old["schema"] == "mkn-bench/1" and old["machine"]["cores"] >= 1
+    assert (tmp_path / "old.md").is_file() and (tmp_path / "old.png").read_bytes()[:4] == b"\x89PNG"
+    # unchanged: passes (a generous factor: two runs on a noisy machine are never identical)
+    gate = ["--baseline", str(tmp_path / "old.json"), "--max-slowdown", "3"]
+    assert main(base + ["--json", str(tmp_path / "same.json")] + gate) == 0
+    capsys.readouterr()
+    # the LiteRT runtime made slower by 0.2 s a call: every LiteRT record regresses, nothing else
+    real_call = LiteRunner.__call__
+
+    def slowed(self, lr):
+        time.sleep(0.2)
+        return real_call(self, lr)
+    monkeypatch.setattr(LiteRunner, "__call__", slowed)
+    assert main(base + ["--json", str(tmp_path / "slow.json")] + gate) == 1
+    err = capsys.readouterr().err
+    flagged = [line for line in err.splitlines() if line.startswith("REGRESSION")]
+    assert len(flagged) == 8 and all("litert" in line for line in flagged)
+
+
+def test_ctrl_c_keeps_finished_records(exported, testset_root_sf2, tmp_path, monkeypatch):
+    real_group = benchmark.bench_group
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_group(*args, **kwargs)
+    monkeypatch.setattr(benchmark, "bench_group", interrupted)
+    out = tmp_path / "partial.json"
+    rc = main(["bench", str(exported), "--runs", "2", "--warmup", "0", "--threads", "1,2", "--images", "1",
+               "--testset", str(testset_root_sf2), "--json", str(out), "--quiet"])
+    report = json.loads(out.read_text())
+    assert rc == 130 and report["complete"] is False
+    assert {r["threads"] for r in report["records"]} == {1} and len(report["records"]) == 11
+    assert len({tuple(r[k] for k in KEY) for r in report["records"]}) == 11
+
+
+def test_model_flops_count_the_convolutions_and_the_dft_products():
+    model = create_model("kernelnet", 2, "mobile")
+    n = 64
+    convs = 2 * n * n * sum(c.in_channels * c.out_channels * c.kernel_size[0] ** 2 for c in model.gradient.convs)
+    flops = model_flops(model, n)
+    assert flops > convs  # plus the DFT matrix products and the refinement
+    assert model.spectral.backend == "torch"  # restored
+    assert model_flops(model, 2 * n) > 3.5 * convs  # conv cost grows with the pixel count
