@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test eval eval-sr testsets weights latency exports clean
+.PHONY: demo test eval eval-sr testsets weights latency exports bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -50,6 +50,12 @@ exports: testsets
 	        --out exports/kernelnet_mobile_sf$$sf --overwrite || exit 1; \
 	    $(BIN)/mkn parity exports/kernelnet_mobile_sf$$sf --testset testsets \
 	        --json results/parity_kernelnet_sf$$sf.json || exit 1; done
+
+# Desktop benchmark of the sf 2 export (other input sizes are exported beside it).
+bench: testsets
+	test -f exports/kernelnet_mobile_sf2/manifest.json || $(MAKE) exports
+	$(BIN)/mkn bench exports/kernelnet_mobile_sf2 --runs 50 --warmup 5 --threads 1,2 --sizes 128,256,512 \
+	    --testset testsets --json results/bench_kernelnet_sf2.json
 
 clean:
 	rm -rf $(VENV) out testsets exports

@@ -28,7 +28,8 @@ from mobile_kernelnet.models.registry import model_entry, weights_path
 from .calibration import calibration_images
 from .manifest import SCHEMA, sha256, tool_versions, write_manifest
 from .onnx_formats import StageOutputs, export_onnx
-from .tflite_formats import INT8_OP_TYPES, TFLITE_KINDS, analyze_tflite, convert_saved_model, run_onnx2tf, tflite_io
+from .tflite_formats import (INT8_OP_TYPES, TFLITE_KINDS, analyze_tflite, cnn_edge_nodes, convert_saved_model,
+                             run_onnx2tf, tflite_io)
 
 MAX_INPUT_SIZE = 1024
 """Largest exported input side: the matmul DFT stores ``n x n`` constant matrices."""
@@ -97,7 +98,8 @@ QUANTIZATION = {
     "fp32": "none",
     "fp16": "float16 weights, dequantised to float32 on CPU (GPU delegates may compute in fp16)",
     "dynamic-int8": "dynamic range: int8 weights of FULLY_CONNECTED/CONV_2D, float activations",
-    "int8": "selective: int8 weights and activations in the convolutions, every other op float",
+    "int8": "selective: int8 weights and activations inside the CNN stages; their edge layers and "
+            "every spectral op float",
 }
 
 
@@ -111,10 +113,11 @@ def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
             fp32_ops = analyze_tflite(fp32)["ops"]
             lr, source = calibration_images(job.sf, job.input_size, job.calibration_n)
             quant.update(float_op_types=sorted(op for op in fp32_ops if op not in INT8_OP_TYPES),
-                         calibration=source,
+                         float_nodes=cnn_edge_nodes(fp32), calibration=source,
                          why_float="the FFT products, eq. 11 division, spectrum powers and normalisations span "
                                    "a dynamic range int8 cannot hold; a fully integer model fails in the quantised DIV")
-            data = convert_saved_model(job.saved_model(), kind, lr.transpose(0, 2, 3, 1), quant["float_op_types"])
+            data = convert_saved_model(job.saved_model(), kind, lr.transpose(0, 2, 3, 1), quant["float_op_types"],
+                                       quant["float_nodes"])
         else:
             data = convert_saved_model(job.saved_model(), kind)
         (job.work / file).write_bytes(data)

@@ -59,11 +59,44 @@ def run_onnx2tf(onnx_path: Path, out_dir: Path, log_path: Path, timeout_s: float
     return out_dir
 
 
+def cnn_edge_nodes(fp32_path: Path) -> list[str]:
+    """Names (output tensors) of the int8-able ops at the edges of each CNN run in a float
+    TFLite model: the op whose data input comes from outside the run (a graph input or
+    a float op), and the op whose output leaves it (a graph output or read by a float
+    op), with the convolution feeding it when that op is an activation. Kept float in
+    ``int8``: the LR gradients going in and the sharp gradients / kernel coming out
+    are small signals that int8 steps of 1/128 swamp (sf 4 parity fails otherwise)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(fp32_path))
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # the only listing of op inputs/outputs LiteRT offers
+    graph_out = {d["index"] for d in interp.get_output_details()}
+    producer = {t: op["index"] for op in ops for t in op["outputs"]}
+    consumers: dict[int, list[int]] = {}
+    for op in ops:
+        for t in op["inputs"]:
+            consumers.setdefault(int(t), []).append(op["index"])
+    in_cnn = {op["index"] for op in ops if op["op_name"] in INT8_OP_TYPES}
+    edges = set()
+    for op in ops:
+        if op["index"] not in in_cnn:
+            continue
+        src, out = int(op["inputs"][0]), int(op["outputs"][0])
+        if producer.get(src) not in in_cnn:
+            edges.add(op["index"])
+        if out in graph_out or any(c not in in_cnn for c in consumers.get(out, [])):
+            edges.add(op["index"])
+            if op["op_name"] in ("TANH", "LOGISTIC", "LEAKY_RELU") and producer.get(src) in in_cnn:
+                edges.add(producer[src])
+    return [names[int(ops[i]["outputs"][0])] for i in sorted(edges)]
+
+
 def convert_saved_model(saved_model: Path, kind: str, calibration: np.ndarray | None = None,
-                        float_op_types: list[str] = ()) -> bytes:
+                        float_op_types: list[str] = (), float_nodes: list[str] = ()) -> bytes:
     """A TFLite flatbuffer of ``kind`` (:data:`TFLITE_KINDS`) from ``saved_model``.
     ``int8`` needs ``calibration`` ``(N, S, S, 1)`` float32 (NHWC) and keeps ops of
-    ``float_op_types`` float."""
+    ``float_op_types`` and the ops named in ``float_nodes`` float."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -86,7 +119,8 @@ def convert_saved_model(saved_model: Path, kind: str, calibration: np.ndarray | 
             yield [x[None]]
 
     converter.representative_dataset = representative
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_op_types))
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_op_types),
+                                                          denylisted_nodes=list(float_nodes))
     debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
                                                         debug_options=options)
     return debugger.get_nondebug_quantized_model()
