@@ -38,7 +38,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .imio import ImageReadError
     from .kernels import center_of_mass
     from .metrics import kernel_l1
-    from .models.registry import parse_model_spec
+    from .models.registry import model_entry, parse_model_spec
 
     name, config = parse_model_spec(args.model)
     config = args.config or config
@@ -47,6 +47,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     failures = 0
     if (args.format is None) != (args.model_file is None):
         raise ValueError("--format and --model-file go together")
+    if not args.format:
+        model_entry(name)  # an unknown model is a usage error, before any image
     for path in args.images:
         try:
             if args.format:
