@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test eval eval-sr testsets weights latency exports bench clean
+.PHONY: demo test eval eval-sr testsets weights latency exports bench android-example clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench: testsets
 	test -f exports/kernelnet_mobile_sf2/manifest.json || $(MAKE) exports
 	$(BIN)/mkn bench exports/kernelnet_mobile_sf2 --runs 50 --warmup 5 --threads 1,2 --sizes 128,256,512 \
 	    --testset testsets --json results/bench_kernelnet_sf2.json
+
+# Example on-device report from the fake device of the tests (host CPU, not a phone).
+android-example: $(STAMP)
+	test -f exports/kernelnet_mobile_sf2/manifest.json || $(MAKE) exports
+	$(BIN)/python tests/fake_android/make_example.py exports/kernelnet_mobile_sf2 results/android_example.json
 
 clean:
 	rm -rf $(VENV) out testsets exports

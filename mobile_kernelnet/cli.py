@@ -169,6 +169,82 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if gate["regressions"] else 0
 
 
+def cmd_android_devices(args: argparse.Namespace) -> int:
+    from android_harness.adb import Adb, AdbError
+
+    try:
+        devices = Adb(args.adb).devices()
+    except AdbError as exc:
+        print(f"mkn android devices: error: {exc}", file=sys.stderr)
+        return 2
+    if not devices:
+        print("no devices attached")
+        return 1
+    for d in devices:
+        print(f"{d.serial:<24} {d.state:<13} {' '.join(f'{k}:{v}' for k, v in d.details.items())}")
+    return 0
+
+
+def cmd_android_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from android_harness.adb import Adb, AdbError
+    from android_harness.device_bench import HarnessError, run_device_bench
+    from bench.benchmark import SCHEMA, compare
+    from bench.report import markdown, table
+    from .evaluate import write_json
+    from .imio import atomic_output
+
+    threads = [v for chunk in args.threads for v in chunk]
+    delegates = [d for chunk in args.delegates for d in chunk.split(",") if d]
+    state = {"device": None, "records": []}
+
+    def save(complete: bool) -> None:
+        write_json({"schema": SCHEMA, "device": state["device"], "export": str(args.dir), "complete": complete,
+                    "records": state["records"]}, args.json)
+
+    def on_record(records: list[dict]) -> None:
+        state["records"] = records
+        save(False)
+
+    try:
+        adb = Adb(args.adb, timeout_s=args.timeout).select(args.serial)
+        state["device"] = adb.facts()
+        _, records = run_device_bench(adb, args.dir, args.benchmark_binary, delegates, threads, args.cores,
+                                      args.runs, args.warmup, args.timeout, args.keep, on_record)
+    except (AdbError, HarnessError) as exc:
+        if state["records"]:
+            save(False)
+            print(f"kept {sum(r['status'] == 'ok' for r in state['records'])} finished records in {args.json}; "
+                  "the others are marked error / not run", file=sys.stderr)
+        print(f"mkn android bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        save(False)
+        print(f"\ninterrupted: finished records kept in {args.json}", file=sys.stderr)
+        return 130
+    state["records"] = records
+    save(True)
+    print(f"device: {state['device']['model']} ({state['device']['soc']}, {state['device']['abi']}, "
+          f"Android {state['device']['android']})")
+    print(table(records))
+    with atomic_output(args.json.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(records, {"cpu": f"{state['device']['model']} / {state['device']['soc']}",
+                                          "cores": state["device"]["cpu_count"]}))
+    print(f"wrote {args.json} and {args.json.with_suffix('.md')}")
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        print(f"mkn android bench: {len(failed)} of {len(records)} runs failed; first: {failed[0]['format']} "
+              f"{failed[0]['runtime']} {failed[0]['threads']}t: {failed[0].get('error')}", file=sys.stderr)
+    if args.baseline:
+        gate = compare(records, json.loads(args.baseline.read_text())["records"], args.max_slowdown, 0.01)
+        for line in gate["regressions"]:
+            print(f"REGRESSION {line}", file=sys.stderr)
+        if gate["matched"] == 0 or gate["regressions"]:
+            return 1
+    return 1 if failed else 0
+
+
 def estimate_with_artifact(path: Path, model_file: Path, fmt: str) -> tuple[np.ndarray, dict]:
     """Kernel ``(K, K)`` of the image at ``path`` from an exported file, and its manifest."""
     from export.manifest import find_artifact
@@ -334,6 +410,29 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--max-l1-increase", type=float, default=0.01, help="allowed kernel L1 increase")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
     k.set_defaults(func=cmd_bench)
+
+    a = sub.add_parser("android", help="devices and on-device benchmarks over adb")
+    asub = a.add_subparsers(dest="android_command", required=True)
+    ad = asub.add_parser("devices", help="list attached devices and their state")
+    ad.add_argument("--adb", help="adb executable (default: $ADB, then PATH)")
+    ad.set_defaults(func=cmd_android_devices)
+    ab = asub.add_parser("bench", help="run each .tflite with benchmark_model on a phone")
+    ab.add_argument("dir", type=Path, help="export directory")
+    ab.add_argument("--benchmark-binary", type=Path, required=True,
+                    help="TensorFlow Lite's Android benchmark_model for the phone's ABI")
+    ab.add_argument("--serial", help="device serial (default: the only device attached)")
+    ab.add_argument("--adb", help="adb executable (default: $ADB, then PATH)")
+    ab.add_argument("--delegates", nargs="+", default=["cpu,xnnpack"], help="cpu,xnnpack,gpu,nnapi")
+    ab.add_argument("--threads", type=int_list, nargs="+", default=[[1, 4]])
+    ab.add_argument("--cores", default="all", help="all, big, or core numbers (4,5,6,7); pinned with taskset")
+    ab.add_argument("--runs", type=int, default=50)
+    ab.add_argument("--warmup", type=int, default=5)
+    ab.add_argument("--timeout", type=float, default=600, help="seconds before a run counts as hung")
+    ab.add_argument("--keep", action="store_true", help="leave the working folder on the device")
+    ab.add_argument("--json", type=Path, required=True)
+    ab.add_argument("--baseline", type=Path, help="earlier --json output of the same device: regression gate")
+    ab.add_argument("--max-slowdown", type=float, default=1.10)
+    ab.set_defaults(func=cmd_android_bench)
 
     s = sub.add_parser("sr", help="super-resolve an image with an estimated or given kernel")
     s.add_argument("image", type=Path)

@@ -1,0 +1,145 @@
+"""`mkn android bench`: each exported ``.tflite`` on a phone with TensorFlow Lite's
+``benchmark_model``, per delegate and thread count, into ``mkn bench`` records.
+
+Flow: check the binary against the device ABI, make a working folder under
+``/data/local/tmp``, push the binary and the models, run every (format, delegate,
+threads) job (pinned with ``taskset`` when ``cores`` asks), parse each output
+(:mod:`android_harness.parse`) and hand every finished record to ``on_record`` so
+the caller can save them atomically. A failing job is recorded as ``error`` with the
+tool's own words; a lost device or a hung run stops the remaining jobs, which stay
+``not run``. The working folder is removed unless ``keep``.
+"""
+from __future__ import annotations
+
+import shlex
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from export.manifest import read_manifest
+
+from .adb import Adb, AdbError, AdbTimeout, DeviceNotReady
+from .parse import BenchmarkOutputError, parse_benchmark_model
+
+DELEGATE_FLAGS = {
+    "cpu": "--use_xnnpack=false",
+    "xnnpack": "--use_xnnpack=true",
+    "gpu": "--use_gpu=true",
+    "nnapi": "--use_nnapi=true",
+}
+DELEGATE_NAMES = {"xnnpack": "TfLiteXNNPackDelegate", "gpu": "TfLiteGpuDelegateV2", "nnapi": "TfLiteNnapiDelegate"}
+ELF_MACHINES = {"arm64-v8a": 183, "armeabi-v7a": 40, "armeabi": 40, "x86_64": 62, "x86": 3}
+REMOTE_ROOT = "/data/local/tmp"
+
+
+class HarnessError(RuntimeError):
+    """The run cannot start (bad binary, bad request)."""
+
+
+def check_binary(path: Path, abi: str) -> str:
+    """Refuse a ``benchmark_model`` that cannot run on a device of ``abi``: missing, not
+    an ELF executable nor a ``#!`` script, or an ELF for another machine. Returns its kind."""
+    if not path.is_file():
+        raise HarnessError(f"benchmark binary {path} does not exist")
+    head = path.read_bytes()[:20]
+    if head.startswith(b"#!"):
+        return "script"
+    if not head.startswith(b"\x7fELF"):
+        raise HarnessError(f"{path} is not an executable (no ELF header): get benchmark_model for "
+                           f"{abi} (see the README, 'On a phone')")
+    endian = "little" if head[5] == 1 else "big"
+    machine = int.from_bytes(head[18:20], endian)
+    want = ELF_MACHINES.get(abi)
+    if want is not None and machine != want:
+        have = next((a for a, m in ELF_MACHINES.items() if m == machine), f"ELF machine {machine}")
+        raise HarnessError(f"{path} is built for {have}, but the device ABI is {abi}")
+    return "elf"
+
+
+def core_mask(cpu_max_khz: list[int], cores: str) -> str | None:
+    """``taskset`` hex mask for ``cores``: ``all`` (no pinning), ``big`` (the cores with
+    the highest max frequency) or a comma list of core numbers."""
+    if cores == "all":
+        return None
+    if cores == "big":
+        if not cpu_max_khz or max(cpu_max_khz) == 0:
+            raise HarnessError("cannot find the big cores: the device reports no cpufreq limits")
+        chosen = [i for i, f in enumerate(cpu_max_khz) if f == max(cpu_max_khz)]
+    else:
+        try:
+            chosen = [int(c) for c in cores.split(",")]
+        except ValueError:
+            raise HarnessError(f"--cores must be all, big or core numbers like 4,5,6,7; got {cores!r}")
+    return format(sum(1 << i for i in chosen), "x")
+
+
+def plan_jobs(manifest: dict, delegates: list[str], threads: list[int]) -> list[dict]:
+    """One pending record per (TFLite format, delegate, threads)."""
+    unknown = [d for d in delegates if d not in DELEGATE_FLAGS]
+    if unknown:
+        raise HarnessError(f"unknown delegate(s) {unknown}; choose from {', '.join(DELEGATE_FLAGS)}")
+    tflites = [f for f, a in manifest["artifacts"].items() if a["runtime"] == "litert"]
+    if not tflites:
+        raise HarnessError("the export directory has no .tflite files")
+    base = {k: manifest[k] for k in ("model", "config", "sf")}
+    return [{**base, "format": f, "runtime": f"android-{d}", "delegate": d, "threads": t,
+             "input_size": manifest["input_size"], "size_mb": manifest["artifacts"][f]["size_bytes"] / 1e6,
+             "kernel_l1": None, "status": "not run"}
+            for f in tflites for d in delegates for t in threads]
+
+
+def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, delegates: list[str],
+                     threads: list[int], cores: str = "all", runs: int = 50, warmup: int = 5,
+                     timeout_s: float = 600, keep: bool = False,
+                     on_record: Callable[[list[dict]], None] = lambda recs: None) -> tuple[dict, list[dict]]:
+    """Benchmark every ``.tflite`` of ``export_dir`` on ``adb``'s device. Returns
+    ``(device facts, records)``; raises :class:`DeviceNotReady` / :class:`AdbTimeout` after
+    recording what finished when the device is lost or a run hangs."""
+    export_dir, binary = Path(export_dir), Path(binary)
+    manifest = read_manifest(export_dir)
+    records = plan_jobs(manifest, delegates, threads)
+    facts = adb.facts()
+    check_binary(binary, facts["abi"])
+    mask = core_mask(facts["cpu_max_khz"], cores)
+    facts["pinned_cores_mask"] = mask
+    work = f"{REMOTE_ROOT}/mkn-{uuid.uuid4().hex[:8]}"
+    remote_bin = f"{work}/benchmark_model"
+    try:
+        adb.shell(f"mkdir -p {work}")
+        adb.push(binary, remote_bin)
+        adb.shell(f"chmod 755 {remote_bin}")
+        for fmt in {r["format"] for r in records}:
+            adb.push(export_dir / manifest["artifacts"][fmt]["file"], f"{work}/{manifest['artifacts'][fmt]['file']}")
+        for rec in records:
+            graph = f"{work}/{manifest['artifacts'][rec['format']]['file']}"
+            cmd = " ".join(filter(None, [f"taskset {mask}" if mask else "", shlex.quote(remote_bin),
+                                         f"--graph={graph}", f"--num_threads={rec['threads']}",
+                                         f"--num_runs={runs}", f"--warmup_runs={warmup}",
+                                         "--report_peak_memory_footprint=true", DELEGATE_FLAGS[rec["delegate"]]]))
+            rec["command"] = cmd
+            try:
+                proc = adb.shell(cmd, timeout_s=timeout_s, check=False)
+            except (DeviceNotReady, AdbTimeout) as exc:
+                rec.update(status="error", error=str(exc))
+                on_record(records)
+                raise
+            out = proc.stdout + proc.stderr
+            try:
+                if proc.returncode != 0:
+                    raise BenchmarkOutputError(f"benchmark_model exited {proc.returncode}: "
+                                               + " | ".join(out.strip().splitlines()[-3:]))
+                parsed = parse_benchmark_model(out)
+                wanted = DELEGATE_NAMES.get(rec["delegate"])
+                coverage = [d for d in parsed["delegates"] if d["delegate"] == wanted]
+                parsed["delegate_coverage"] = (coverage[0]["nodes"] / coverage[0]["of"]) if coverage else 0.0
+                rec.update(parsed, status="ok")
+            except BenchmarkOutputError as exc:
+                rec.update(status="error", error=str(exc))
+            on_record(records)
+    finally:
+        if not keep:
+            try:
+                adb.shell(f"rm -rf {work}", timeout_s=30)
+            except AdbError:
+                pass  # the device is gone; nothing to clean
+    return facts, records

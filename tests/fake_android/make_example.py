@@ -1,0 +1,38 @@
+"""Write an example `mkn android bench` report from the fake device (host CPU, not a phone):
+``python tests/fake_android/make_example.py EXPORT_DIR OUT.json``."""
+import json
+import os
+import platform
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def launcher(path: Path, script: Path) -> Path:
+    path.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def main(export_dir: str, out: str) -> int:
+    from mobile_kernelnet.cli import main as mkn
+
+    abi = {"x86_64": "x86_64", "aarch64": "arm64-v8a"}.get(platform.machine(), platform.machine())
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        device = {"serial": "FAKE-HOST", "state": "device", "details": {"model": "host"},
+                  "props": {"ro.product.model": "fake device (this host's CPU)", "ro.soc.model": platform.processor(),
+                            "ro.build.version.release": "n/a", "ro.product.cpu.abi": abi}}
+        (home / "devices.json").write_text(json.dumps({"devices": [device]}))
+        (home / "FAKE-HOST/data/local/tmp").mkdir(parents=True)
+        os.environ.update(FAKE_ADB_HOME=str(home), ADB=str(launcher(home / "adb", HERE / "fake_adb.py")))
+        binary = launcher(home / "benchmark_model", HERE / "benchmark_model_standin.py")
+        return mkn(["android", "bench", export_dir, "--benchmark-binary", str(binary), "--delegates", "cpu,xnnpack",
+                    "--threads", "1,2", "--runs", "20", "--warmup", "3", "--json", out])
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
