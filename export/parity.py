@@ -22,6 +22,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from mobile_kernelnet.models import create_model
 from mobile_kernelnet.testset import load_testset
 
 from .manifest import read_manifest, sha256
-from .runtimes import TorchRunner, fit_to_input, open_runner
+from .runtimes import Runner, TorchRunner, fit_to_input, open_runner
 
 SCHEMA = "mkn-parity/1"
 GROWTH = 10.0
@@ -100,14 +101,15 @@ def error_grows_at(rel: dict[str, float]) -> str | None:
 
 
 def check_format(folder: Path, manifest: dict, fmt: str, items: list[dict], refs: list[dict],
-                 tol: Tolerance) -> dict:
-    """Run ``fmt`` on every item and judge it against ``tol``; never raises for a runtime error."""
+                 tol: Tolerance, make_runner: Callable[[], Runner] | None = None) -> dict:
+    """Run ``fmt`` on every item and judge it against ``tol``; never raises for a runtime error.
+    ``make_runner`` builds the runner (default: the desktop runtime of ``fmt``)."""
     art = manifest["artifacts"][fmt]
     row = {"format": fmt, "runtime": art["runtime"], "size_mb": art["size_bytes"] / 1e6,
            "tolerance": asdict(tol)}
     stages = manifest["stages"]
     try:
-        runner = open_runner(folder, manifest, fmt, threads=2)
+        runner = make_runner() if make_runner else open_runner(folder, manifest, fmt, threads=2)
         t0 = time.perf_counter()
         outs = [runner(it["lr"]) for it in items]
         row["seconds"] = time.perf_counter() - t0
@@ -132,6 +134,15 @@ def check_format(folder: Path, manifest: dict, fmt: str, items: list[dict], refs
     return row
 
 
+def reference_outputs(manifest: dict, testset_root: str | Path, max_images: int | None) -> tuple[list, list]:
+    """The test items of an export and the PyTorch reference's stage outputs on each."""
+    items = parity_inputs(Path(testset_root) / f"sf{manifest['sf']}", manifest["sf"], manifest["input_size"],
+                          max_images)
+    reference = TorchRunner(create_model(manifest["model"], manifest["sf"], manifest["config"]),
+                            manifest["input_size"])
+    return items, [reference(it["lr"]) for it in items]
+
+
 def run_parity(folder: str | Path, testset_root: str | Path, formats: list[str] | None = None,
                tolerances: dict[str, Tolerance] = DEFAULT_TOLERANCES, max_images: int | None = None) -> dict:
     """Parity report of an export directory (schema :data:`SCHEMA`)."""
@@ -146,11 +157,7 @@ def run_parity(folder: str | Path, testset_root: str | Path, formats: list[str] 
     missing = [f for f in formats if f not in manifest["artifacts"]]
     if missing:
         raise ValueError(f"{folder}: no artifact for {missing} (it has {', '.join(manifest['artifacts'])})")
-    items = parity_inputs(Path(testset_root) / f"sf{manifest['sf']}", manifest["sf"], manifest["input_size"],
-                        max_images)
-    reference = TorchRunner(create_model(manifest["model"], manifest["sf"], manifest["config"]),
-                            manifest["input_size"])
-    refs = [reference(it["lr"]) for it in items]
+    items, refs = reference_outputs(manifest, testset_root, max_images)
     rows = [check_format(folder, manifest, f, items, refs, tolerances.get(f, Tolerance())) for f in formats]
     rows += [{"format": f, "status": "error", "error": f"export failed: {v['error']}"}
              for f, v in manifest.get("failed", {}).items()]

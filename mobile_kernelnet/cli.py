@@ -245,6 +245,34 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_android_parity(args: argparse.Namespace) -> int:
+    from android_harness.adb import Adb, AdbError
+    from android_harness.device_bench import HarnessError
+    from android_harness.device_parity import run_device_parity
+    from export.parity import DEFAULT_TOLERANCES, format_parity_table, parse_tolerance
+    from .evaluate import write_json
+
+    tolerances = DEFAULT_TOLERANCES
+    for spec in args.tol or []:
+        tolerances = parse_tolerance(spec, tolerances)
+    delegates = [d for chunk in args.delegates for d in chunk.split(",") if d]
+    try:
+        adb = Adb(args.adb, timeout_s=args.timeout).select(args.serial)
+        report = run_device_parity(adb, args.dir, args.runner_binary, args.testset, delegates, args.threads,
+                                   args.images, tolerances, args.timeout, args.keep)
+    except (AdbError, HarnessError) as exc:
+        print(f"mkn android parity: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"device: {report['device']['model']} ({report['device']['abi']})")
+    print(format_parity_table(report))
+    write_json(report, args.json)
+    print(f"wrote {args.json}")
+    failed = [r["format"] for r in report["formats"] if r["status"] != "pass"]
+    if failed:
+        print(f"mkn android parity: FAILED: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def estimate_with_artifact(path: Path, model_file: Path, fmt: str) -> tuple[np.ndarray, dict]:
     """Kernel ``(K, K)`` of the image at ``path`` from an exported file, and its manifest."""
     from export.manifest import find_artifact
@@ -433,6 +461,22 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--baseline", type=Path, help="earlier --json output of the same device: regression gate")
     ab.add_argument("--max-slowdown", type=float, default=1.10)
     ab.set_defaults(func=cmd_android_bench)
+
+    ap = asub.add_parser("parity", help="run each .tflite on the phone on test images vs the PyTorch reference")
+    ap.add_argument("dir", type=Path, help="export directory")
+    ap.add_argument("--runner-binary", type=Path, required=True,
+                    help="device program: RUNNER --graph= --input= --output_dir= --num_threads= [delegate flag]")
+    ap.add_argument("--serial")
+    ap.add_argument("--adb")
+    ap.add_argument("--testset", type=Path, default=Path("testsets"))
+    ap.add_argument("--delegates", nargs="+", default=["xnnpack"], help="cpu,xnnpack,gpu,nnapi")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--images", type=int, help="first N test images only")
+    ap.add_argument("--tol", action="append", metavar="FORMAT.FIELD=VALUE")
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--json", type=Path, required=True)
+    ap.set_defaults(func=cmd_android_parity)
 
     s = sub.add_parser("sr", help="super-resolve an image with an estimated or given kernel")
     s.add_argument("image", type=Path)

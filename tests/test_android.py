@@ -185,3 +185,27 @@ def test_unavailable_delegate_is_recorded_with_the_tools_words(fake, exported):
     assert rc == 1 and report["complete"]
     assert all(r["status"] == "error" and "GPU acceleration is unsupported" in r["error"]
                for r in report["records"])
+
+
+def test_on_device_parity_passes_at_the_export_tolerances(fake, exported, testset_root_sf2, capsys):
+    runner = _launcher(fake["tmp"] / "runner", HERE / "fake_android" / "runner_standin.py")
+    out = fake["tmp"] / "parity.json"
+    rc = main(["android", "parity", str(exported), "--runner-binary", str(runner), "--testset", str(testset_root_sf2),
+               "--delegates", "cpu,xnnpack", "--images", "2", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert rc == 0, capsys.readouterr().err
+    rows = {r["format"]: r for r in report["formats"]}
+    assert set(rows) == {f"tflite-{k}@{d}" for k in ("fp32", "fp16", "dynamic-int8", "int8") for d in ("cpu", "xnnpack")}
+    assert rows["tflite-fp32@xnnpack"]["max_abs"] <= 1e-4 and report["device"]["model"] == "Fake Pixel"
+    assert list((fake["home"] / SERIAL / "data/local/tmp").iterdir()) == []
+
+
+def test_on_device_parity_fails_on_wrong_outputs(fake, exported, testset_root_sf2, capsys):
+    """A runner whose outputs are scrambled (the layout bug parity exists to catch) fails."""
+    bad = fake["tmp"] / "bad_runner.py"
+    bad.write_text((HERE / "fake_android" / "runner_standin.py").read_text().replace(
+        "np.asarray(value, dtype=\"<f4\")", "np.asarray(value, dtype=\"<f4\")[:, ::-1]"))
+    runner = _launcher(fake["tmp"] / "runner", bad)
+    rc = main(["android", "parity", str(exported), "--runner-binary", str(runner), "--testset", str(testset_root_sf2),
+               "--delegates", "xnnpack", "--images", "1", "--json", str(fake["tmp"] / "p.json")])
+    assert rc == 1 and "FAILED: tflite-fp32@xnnpack" in capsys.readouterr().err
