@@ -6,8 +6,9 @@ thread count, every target -- the PyTorch reference (``torch-eager``), each ONNX
 in ONNX Runtime (``onnxruntime-cpu``), each TFLite file in LiteRT with XNNPACK
 (``litert-xnnpack``) and with the builtin kernels only (``litert-builtin``) -- is
 created and run once (``first_inference_ms``), then all targets are run
-**interleaved** (one call of each in turn, ``warmup`` then ``runs`` rounds) so that the
-machine's noise hits every target alike; medians and p90 of those runs are kept.
+**interleaved** (one call of each in turn, ``warmup`` then ``runs`` rounds, with a short
+idle pause before each call, :data:`PAUSE_S`) so that the machine's noise hits every
+target alike; medians and p90 of those runs are kept.
 
 Record fields (schema :data:`SCHEMA`): ``model, config, sf, format, runtime, threads,
 input_size, status, latency_ms_median, latency_ms_p90, first_inference_ms, init_ms,
@@ -40,6 +41,11 @@ from .roofline import model_flops, sgemm_peak_gflops
 SCHEMA = "mkn-bench/1"
 RUNTIMES = {"torch": ("torch-eager",), "onnxruntime": ("onnxruntime-cpu",),
             "litert": ("litert-xnnpack", "litert-builtin")}
+PAUSE_S = 0.03
+"""Idle time before each timed call: ONNX Runtime, OpenMP and XNNPACK worker threads
+spin for a while after a run, and without a pause they steal the cores from the next
+target of the round (seen here: the TFLite call right after ONNX Runtime's ran ~1.7x
+slower at 2 threads than the same file later in the round)."""
 KEY = ("model", "config", "sf", "format", "runtime", "threads", "input_size")
 """Fields that identify a record across benchmark runs (the regression gate matches on them)."""
 
@@ -126,6 +132,7 @@ def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, 
     times = {t: [] for t in live}
     for i in range(warmup + runs):
         for t, runner in live.items():
+            time.sleep(PAUSE_S)
             t0 = time.perf_counter()
             runner(x)
             if i >= warmup:

@@ -130,7 +130,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     sizes = [v for chunk in args.sizes for v in chunk] if args.sizes else None
     threads = [v for chunk in args.threads for v in chunk]
     baseline = json.loads(args.baseline.read_text())["records"] if args.baseline else None
-    machine = machine_info()
+    from bench.roofline import sgemm_peak_gflops
+    from export.manifest import tool_versions
+    machine = {**machine_info(), "tools": tool_versions(),
+               "sgemm_peak_gflops": {str(n): sgemm_peak_gflops(n) for n in threads}}
     records: list[dict] = []
 
     def save(complete: bool) -> None:
