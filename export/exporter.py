@@ -28,7 +28,7 @@ from mobile_kernelnet.models.registry import model_entry, weights_path
 from .calibration import calibration_images
 from .manifest import SCHEMA, sha256, tool_versions, write_manifest
 from .onnx_formats import StageOutputs, export_onnx
-from .tflite_formats import (INT8_OP_TYPES, TFLITE_KINDS, analyze_tflite, cnn_edge_nodes, convert_saved_model,
+from .tflite_formats import (INT8_OP_TYPES, TFLITE_KINDS, analyze_tflite, cnn_edge_nodes, convert_isolated,
                              run_onnx2tf, tflite_io)
 
 MAX_INPUT_SIZE = 1024
@@ -109,18 +109,17 @@ def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
         quant = {"mode": kind, "detail": QUANTIZATION[kind]}
         if kind == "int8":
             fp32 = job.work / ".onnx2tf" / "fp32_ops.tflite"
-            fp32.write_bytes(convert_saved_model(job.saved_model(), "fp32"))
+            convert_isolated(job.saved_model(), "fp32", fp32, job.work / "logs" / "convert-fp32-for-int8.log")
             fp32_ops = analyze_tflite(fp32)["ops"]
             lr, source = calibration_images(job.sf, job.input_size, job.calibration_n)
             quant.update(float_op_types=sorted(op for op in fp32_ops if op not in INT8_OP_TYPES),
                          float_nodes=cnn_edge_nodes(fp32), calibration=source,
                          why_float="the FFT products, eq. 11 division, spectrum powers and normalisations span "
                                    "a dynamic range int8 cannot hold; a fully integer model fails in the quantised DIV")
-            data = convert_saved_model(job.saved_model(), kind, lr.transpose(0, 2, 3, 1), quant["float_op_types"],
-                                       quant["float_nodes"])
+            convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log",
+                             lr.transpose(0, 2, 3, 1), quant["float_op_types"], quant["float_nodes"])
         else:
-            data = convert_saved_model(job.saved_model(), kind)
-        (job.work / file).write_bytes(data)
+            convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log")
         return {"file": file, "runtime": "litert", "source": "onnx-matmul (onnx2tf SavedModel)",
                 "spectral_mode": "matmul", **tflite_io(job.work / file, job.built["onnx-matmul"]),
                 **analyze_tflite(job.work / file), "quantization": quant}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import subprocess
 import sys
@@ -126,6 +127,44 @@ def convert_saved_model(saved_model: Path, kind: str, calibration: np.ndarray | 
     return debugger.get_nondebug_quantized_model()
 
 
+def convert_isolated(saved_model: Path, kind: str, out: Path, log_path: Path,
+                     calibration: np.ndarray | None = None, float_op_types: list[str] = (),
+                     float_nodes: list[str] = (), timeout_s: float = 1800) -> None:
+    """:func:`convert_saved_model` in a child process, writing ``out``: TensorFlow's
+    converter can abort the whole process (seen: a segfault after "scale out of
+    expressed type range" in S2K's int8 calibration), which must cost one format, not
+    the export. Its output goes to ``log_path``; :class:`ConverterError` on failure."""
+    job = {"saved_model": str(saved_model), "kind": kind, "out": str(out),
+           "float_op_types": list(float_op_types), "float_nodes": list(float_nodes), "calibration": None}
+    if calibration is not None:
+        job["calibration"] = str(out.with_suffix(".calibration.npy"))
+        np.save(job["calibration"], calibration)
+    cmd = [sys.executable, "-m", "export.tflite_formats", json.dumps(job)]
+    try:
+        with open(log_path, "w") as log:
+            try:
+                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s).returncode
+            except subprocess.TimeoutExpired:
+                raise ConverterError(f"TFLite {kind} conversion did not finish in {timeout_s:.0f} s; "
+                                     f"see logs/{log_path.name}")
+    finally:
+        if job["calibration"]:
+            Path(job["calibration"]).unlink(missing_ok=True)
+    if rc != 0 or not out.is_file():
+        out.unlink(missing_ok=True)
+        tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-8:])
+        raise ConverterError(f"TensorFlow's TFLite {kind} converter failed (exit {rc}); full output in "
+                             f"logs/{log_path.name}; last lines:\n{tail}")
+
+
+def _convert_job(job: dict) -> None:
+    """Child side of :func:`convert_isolated`."""
+    calibration = np.load(job["calibration"]) if job["calibration"] else None
+    data = convert_saved_model(Path(job["saved_model"]), job["kind"], calibration, job["float_op_types"],
+                               job["float_nodes"])
+    Path(job["out"]).write_bytes(data)
+
+
 _OP = re.compile(r"^\s*Op#(\d+) (\w+)\((.*?)\) -> \[(.*?)\]")
 _TENSOR = re.compile(r"^\s*T#(\d+)\(.*\) shape.*type:(\w+)")
 _TREF = re.compile(r"T#(-?\d+)")
@@ -208,3 +247,7 @@ def layout_of(shape: list[int], nchw: list[int]) -> str:
     if as_nhwc == as_nchw:
         raise ConverterError(f"cannot tell the layout of shape {shape} (NCHW {nchw})")
     return "NHWC" if as_nhwc else "NCHW"
+
+
+if __name__ == "__main__":
+    _convert_job(json.loads(sys.argv[1]))

@@ -175,3 +175,12 @@ def test_converter_failure_keeps_its_message_and_leaves_no_tflite(tmp_path, monk
     assert main(["export", "--sf", "2", "--input-size", str(SIZE), "--to", "tflite-fp32", "--out", str(out),
                  "--overwrite"]) == 1
     assert "failed" in capsys.readouterr().err
+
+
+def test_tflite_conversion_runs_isolated_and_keeps_the_converters_words(tmp_path):
+    """TensorFlow's converter can kill its process (S2K int8 segfaults); it runs in a child,
+    so a failure is a ConverterError naming its log, and no file is left."""
+    out, log = tmp_path / "m.tflite", tmp_path / "convert.log"
+    with pytest.raises(tflite_formats.ConverterError, match="converter failed .* logs/convert.log"):
+        tflite_formats.convert_isolated(tmp_path / "no_saved_model", "fp32", out, log)
+    assert not out.exists() and "no_saved_model" in log.read_text()
