@@ -18,22 +18,24 @@ LITERT_RESOLVERS = ("xnnpack", "builtin")
 ``builtin`` (builtin kernels without the default delegates)."""
 
 
+AXES = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 2, 3, 1)}
+"""Axis order of each file layout, read from NCHW."""
+
+
+def _axes(layout: str) -> tuple[int, ...]:
+    if layout not in AXES:
+        raise ValueError(f"unknown layout {layout!r}; one of {', '.join(AXES)}")
+    return AXES[layout]
+
+
 def to_file_layout(x: np.ndarray, layout: str) -> np.ndarray:
     """NCHW ``x`` in the file's ``layout`` (``"NCHW"`` or ``"NHWC"``)."""
-    if layout == "NCHW":
-        return x
-    if layout == "NHWC":
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    raise ValueError(f"unknown layout {layout!r}")
+    return np.ascontiguousarray(x.transpose(_axes(layout)))
 
 
 def from_file_layout(x: np.ndarray, layout: str) -> np.ndarray:
     """A tensor stored in ``layout`` back in NCHW."""
-    if layout == "NCHW":
-        return x
-    if layout == "NHWC":
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    raise ValueError(f"unknown layout {layout!r}")
+    return np.ascontiguousarray(x.transpose(np.argsort(_axes(layout))))
 
 
 class Runner:
