@@ -108,3 +108,16 @@ def test_model_flops_count_the_convolutions_and_the_dft_products():
     assert flops > convs  # plus the DFT matrix products and the refinement
     assert model.spectral.backend == "torch"  # restored
     assert model_flops(model, 2 * n) > 3.5 * convs  # conv cost grows with the pixel count
+
+
+def test_other_sizes_are_exported_beside_and_reused(exported, testset_root_sf2):
+    recs = run_bench(exported, [48], [1], runs=1, warmup=0, testset_root=testset_root_sf2, max_images=1,
+                     progress=False)
+    beside = exported.with_name(f"{exported.name}@48")
+    manifest = json.loads((beside / "manifest.json").read_text())
+    assert manifest["input_size"] == 48 and set(manifest["artifacts"]) == set(
+        json.loads((exported / "manifest.json").read_text())["artifacts"])
+    assert {r["input_size"] for r in recs} == {48} and all(r["status"] == "ok" for r in recs)
+    stamp = (beside / "manifest.json").stat().st_mtime_ns
+    run_bench(exported, [48], [1], runs=1, warmup=0, testset_root=testset_root_sf2, max_images=1, progress=False)
+    assert (beside / "manifest.json").stat().st_mtime_ns == stamp  # reused, not exported again
