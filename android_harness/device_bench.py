@@ -11,10 +11,11 @@ tool's own words; a lost device or a hung run stops the remaining jobs, which st
 """
 from __future__ import annotations
 
+import contextlib
 import shlex
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from export.manifest import read_manifest
 
@@ -73,41 +74,60 @@ def core_mask(cpu_max_khz: list[int], cores: str) -> str | None:
     return format(sum(1 << i for i in chosen), "x")
 
 
-def plan_jobs(manifest: dict, delegates: list[str], threads: list[int]) -> list[dict]:
-    """One pending record per (TFLite format, delegate, threads)."""
+def litert_formats(manifest: dict, delegates: list[str]) -> list[str]:
+    """The export's TFLite formats; :class:`HarnessError` for an unknown delegate or none."""
     unknown = [d for d in delegates if d not in DELEGATE_FLAGS]
     if unknown:
         raise HarnessError(f"unknown delegate(s) {unknown}; choose from {', '.join(DELEGATE_FLAGS)}")
     tflites = [f for f, a in manifest["artifacts"].items() if a["runtime"] == "litert"]
     if not tflites:
         raise HarnessError("the export directory has no .tflite files")
+    return tflites
+
+
+def plan_jobs(manifest: dict, delegates: list[str], threads: list[int]) -> list[dict]:
+    """One pending record per (TFLite format, delegate, threads)."""
     base = {k: manifest[k] for k in ("model", "config", "sf")}
     return [{**base, "format": f, "runtime": f"android-{d}", "delegate": d, "threads": t,
              "input_size": manifest["input_size"], "size_mb": manifest["artifacts"][f]["size_bytes"] / 1e6,
              "kernel_l1": None, "status": "not run"}
-            for f in tflites for d in delegates for t in threads]
+            for f in litert_formats(manifest, delegates) for d in delegates for t in threads]
+
+
+@contextlib.contextmanager
+def remote_workdir(adb: Adb, prefix: str, binary: Path, name: str, keep: bool) -> Iterator[tuple[str, str]]:
+    """A fresh folder under ``/data/local/tmp`` holding ``binary`` as an executable ``name``;
+    yields ``(folder, binary path)`` and removes the folder afterwards unless ``keep``."""
+    work = f"{REMOTE_ROOT}/{prefix}-{uuid.uuid4().hex[:8]}"
+    try:
+        adb.shell(f"mkdir -p {work}")
+        adb.push(binary, f"{work}/{name}")
+        adb.shell(f"chmod 755 {work}/{name}")
+        yield work, f"{work}/{name}"
+    finally:
+        if not keep:
+            try:
+                adb.shell(f"rm -rf {work}", timeout_s=30)
+            except AdbError:
+                pass  # the device is gone; nothing to clean
 
 
 def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, delegates: list[str],
                      threads: list[int], cores: str = "all", runs: int = 50, warmup: int = 5,
-                     timeout_s: float = 600, keep: bool = False,
+                     timeout_s: float = 600, keep: bool = False, facts: dict | None = None,
                      on_record: Callable[[list[dict]], None] = lambda recs: None) -> tuple[dict, list[dict]]:
-    """Benchmark every ``.tflite`` of ``export_dir`` on ``adb``'s device. Returns
-    ``(device facts, records)``; raises :class:`DeviceNotReady` / :class:`AdbTimeout` after
-    recording what finished when the device is lost or a run hangs."""
+    """Benchmark every ``.tflite`` of ``export_dir`` on ``adb``'s device (``facts``: its
+    :meth:`Adb.facts`, read here if not given). Returns ``(device facts, records)``; raises
+    :class:`DeviceNotReady` / :class:`AdbTimeout` after recording what finished when the
+    device is lost or a run hangs."""
     export_dir, binary = Path(export_dir), Path(binary)
     manifest = read_manifest(export_dir)
     records = plan_jobs(manifest, delegates, threads)
-    facts = adb.facts()
+    facts = facts or adb.facts()
     check_binary(binary, facts["abi"])
     mask = core_mask(facts["cpu_max_khz"], cores)
     facts["pinned_cores_mask"] = mask
-    work = f"{REMOTE_ROOT}/mkn-{uuid.uuid4().hex[:8]}"
-    remote_bin = f"{work}/benchmark_model"
-    try:
-        adb.shell(f"mkdir -p {work}")
-        adb.push(binary, remote_bin)
-        adb.shell(f"chmod 755 {remote_bin}")
+    with remote_workdir(adb, "mkn", binary, "benchmark_model", keep) as (work, remote_bin):
         for fmt in {r["format"] for r in records}:
             adb.push(export_dir / manifest["artifacts"][fmt]["file"], f"{work}/{manifest['artifacts'][fmt]['file']}")
         for rec in records:
@@ -136,10 +156,4 @@ def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, deleg
             except BenchmarkOutputError as exc:
                 rec.update(status="error", error=str(exc))
             on_record(records)
-    finally:
-        if not keep:
-            try:
-                adb.shell(f"rm -rf {work}", timeout_s=30)
-            except AdbError:
-                pass  # the device is gone; nothing to clean
     return facts, records

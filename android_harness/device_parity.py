@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import shlex
 import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from export.manifest import read_manifest
-from export.parity import DEFAULT_TOLERANCES, SCHEMA, Tolerance, check_format, reference_outputs
+from export.parity import DEFAULT_TOLERANCES, Tolerance, check_format, parity_report, reference_outputs
 from export.runtimes import Runner, from_file_layout, to_file_layout
-from mobile_kernelnet.metrics import kernel_l1
 
-from .adb import Adb, AdbError
-from .device_bench import DELEGATE_FLAGS, REMOTE_ROOT, HarnessError, check_binary
+from .adb import Adb
+from .device_bench import DELEGATE_FLAGS, HarnessError, check_binary, litert_formats, remote_workdir
 
 
 class DeviceRunner(Runner):
@@ -71,38 +69,20 @@ def run_device_parity(adb: Adb, export_dir: str | Path, runner_binary: str | Pat
     """Parity report (``mkn parity`` schema, one row per format and delegate) from the device."""
     export_dir, runner_binary = Path(export_dir), Path(runner_binary)
     manifest = read_manifest(export_dir)
-    tflites = [f for f, a in manifest["artifacts"].items() if a["runtime"] == "litert"]
-    unknown = [d for d in delegates if d not in DELEGATE_FLAGS]
-    if unknown or not tflites:
-        raise HarnessError(f"unknown delegate(s) {unknown}" if unknown else "the export has no .tflite files")
+    tflites = litert_formats(manifest, delegates)
     facts = adb.facts()
     check_binary(runner_binary, facts["abi"])
     items, refs = reference_outputs(manifest, testset_root, max_images)
-    work = f"{REMOTE_ROOT}/mkn-parity-{uuid.uuid4().hex[:8]}"
     rows = []
-    try:
-        adb.shell(f"mkdir -p {work}")
-        adb.push(runner_binary, f"{work}/runner")
-        adb.shell(f"chmod 755 {work}/runner")
+    with remote_workdir(adb, "mkn-parity", runner_binary, "runner", keep) as (work, remote_runner):
         for fmt in tflites:
             art = manifest["artifacts"][fmt]
             adb.push(export_dir / art["file"], f"{work}/{art['file']}")
             for delegate in delegates:
                 def make(art=art, delegate=delegate):
-                    return DeviceRunner(adb, art, f"{work}/runner", f"{work}/{art['file']}", work, delegate,
+                    return DeviceRunner(adb, art, remote_runner, f"{work}/{art['file']}", work, delegate,
                                         threads, timeout_s)
                 row = check_format(export_dir, manifest, fmt, items, refs, tolerances.get(fmt, Tolerance()), make)
                 row.update(format=f"{fmt}@{delegate}", delegate=delegate)
                 rows.append(row)
-    finally:
-        if not keep:
-            try:
-                adb.shell(f"rm -rf {work}", timeout_s=30)
-            except AdbError:
-                pass
-    return {"schema": SCHEMA, "export": str(export_dir), "device": facts, "model": manifest["model"],
-            "config": manifest["config"], "sf": manifest["sf"], "input_size": manifest["input_size"],
-            "images": {"n": len(items), "testset": str(testset_root),
-                       "fit": {k: sum(it["fit"] == k for it in items) for k in sorted({it["fit"] for it in items})}},
-            "reference_l1": float(np.mean([kernel_l1(r["kernel"][0, 0], it["truth"]) for r, it in zip(refs, items)])),
-            "formats": rows, "passed": all(r["status"] == "pass" for r in rows)}
+    return {**parity_report(export_dir, manifest, testset_root, items, refs, rows), "device": facts}

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from mobile_kernelnet.estimation import MIN_SIDE_IN_KERNELS
@@ -76,6 +75,14 @@ class ExportJob:
             self._saved_model = run_onnx2tf(Path(src), tmp / "saved_model", self.work / "logs" / "onnx2tf.log")
         return self._saved_model
 
+    def fp32_tflite(self) -> Path:
+        """The fp32 TFLite conversion (made once per job: ``tflite-fp32`` is a copy of it, and
+        ``tflite-int8`` reads its op list and CNN edges from it)."""
+        path = self.work / ".onnx2tf" / "fp32.tflite"
+        if not path.is_file():
+            convert_isolated(self.saved_model(), "fp32", path, self.work / "logs" / "convert-fp32.log")
+        return path
+
 
 def stage_names(net: torch.nn.Module, size: int) -> list[str]:
     """Names of ``net.stages`` outputs in pipeline order."""
@@ -108,8 +115,7 @@ def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
         file = f"{job.stem}_{kind}.tflite"
         quant = {"mode": kind, "detail": QUANTIZATION[kind]}
         if kind == "int8":
-            fp32 = job.work / ".onnx2tf" / "fp32_ops.tflite"
-            convert_isolated(job.saved_model(), "fp32", fp32, job.work / "logs" / "convert-fp32-for-int8.log")
+            fp32 = job.fp32_tflite()
             fp32_ops = analyze_tflite(fp32)["ops"]
             lr, source = calibration_images(job.sf, job.input_size, job.calibration_n)
             quant.update(float_op_types=sorted(op for op in fp32_ops if op not in INT8_OP_TYPES),
@@ -118,6 +124,8 @@ def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
                                    "a dynamic range int8 cannot hold; a fully integer model fails in the quantised DIV")
             convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log",
                              lr.transpose(0, 2, 3, 1), quant["float_op_types"], quant["float_nodes"])
+        elif kind == "fp32":
+            shutil.copyfile(job.fp32_tflite(), job.work / file)
         else:
             convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log")
         return {"file": file, "runtime": "litert", "source": "onnx-matmul (onnx2tf SavedModel)",

@@ -119,7 +119,8 @@ def check_format(folder: Path, manifest: dict, fmt: str, items: list[dict], refs
     kerr = [np.abs(o["kernel"] - r["kernel"]) for o, r in zip(outs, refs)]
     dl1 = [abs(kernel_l1(o["kernel"][0, 0], it["truth"]) - kernel_l1(r["kernel"][0, 0], it["truth"]))
            for o, r, it in zip(outs, refs, items)]
-    rel = {s: max(_stage_errors(o, r, stages)[s] for o, r in zip(outs, refs)) for s in stages}
+    per_image = [_stage_errors(o, r, stages) for o, r in zip(outs, refs)]
+    rel = {s: max(e[s] for e in per_image) for s in stages}
     finite = all(np.all(np.isfinite(o["kernel"])) for o in outs)
     row.update(max_abs=float(max(e.max() for e in kerr)) if finite else math.inf,
                mean_abs=float(np.mean([e.mean() for e in kerr])) if finite else math.inf,
@@ -161,6 +162,12 @@ def run_parity(folder: str | Path, testset_root: str | Path, formats: list[str] 
     rows = [check_format(folder, manifest, f, items, refs, tolerances.get(f, Tolerance())) for f in formats]
     rows += [{"format": f, "status": "error", "error": f"export failed: {v['error']}"}
              for f, v in manifest.get("failed", {}).items()]
+    return parity_report(folder, manifest, testset_root, items, refs, rows)
+
+
+def parity_report(folder: Path, manifest: dict, testset_root: str | Path, items: list[dict], refs: list[dict],
+                  rows: list[dict]) -> dict:
+    """The report (schema :data:`SCHEMA`) around the per-format ``rows``."""
     return {"schema": SCHEMA, "export": str(folder), "model": manifest["model"], "config": manifest["config"],
             "sf": manifest["sf"], "input_size": manifest["input_size"],
             "images": {"n": len(items), "testset": str(testset_root),

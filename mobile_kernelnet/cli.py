@@ -34,8 +34,7 @@ def save_kernel_files(k: np.ndarray, out_dir: Path, stem: str) -> tuple[Path, Pa
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .estimation import BadImageError, estimate
-    from .imio import ImageReadError
+    from .estimation import estimate
     from .kernels import center_of_mass
     from .metrics import kernel_l1
     from .models.registry import model_entry, parse_model_spec
@@ -120,16 +119,14 @@ def int_list(text: str) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import json
-
-    from bench.benchmark import SCHEMA, compare, run_bench
+    from bench.benchmark import SCHEMA, run_bench
     from bench.latency import machine_info
     from bench.report import markdown, plot, table
     from .evaluate import write_json
 
     sizes = [v for chunk in args.sizes for v in chunk] if args.sizes else None
     threads = [v for chunk in args.threads for v in chunk]
-    baseline = json.loads(args.baseline.read_text())["records"] if args.baseline else None
+    baseline = load_baseline(args.baseline)
     from bench.roofline import sgemm_peak_gflops
     from export.manifest import tool_versions
     machine = {**machine_info(), "tools": tool_versions(),
@@ -162,13 +159,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"wrote {args.json}, {md}, {png}")
     if baseline is None:
         return 1 if any(r.get("status") != "ok" for r in records) else 0
-    gate = compare(records, baseline, args.max_slowdown, args.max_l1_increase)
+    return regression_gate(records, baseline, args.baseline, args.max_slowdown, args.max_l1_increase)
+
+
+def load_baseline(path: Path | None) -> list[dict] | None:
+    """The records of an earlier benchmark JSON (read before a long run, so a bad path fails fast)."""
+    import json
+    return json.loads(path.read_text())["records"] if path else None
+
+
+def regression_gate(records: list[dict], baseline: list[dict], name: Path, max_slowdown: float,
+                    max_l1_increase: float) -> int:
+    """Compare ``records`` with the ``baseline`` records (from file ``name``), print what
+    regressed; exit status 1 on a regression or when nothing matches, else 0."""
+    from bench.benchmark import compare
+
+    gate = compare(records, baseline, max_slowdown, max_l1_increase)
     if gate["matched"] == 0:
-        print(f"mkn bench: error: no record matches the baseline {args.baseline}", file=sys.stderr)
+        print(f"mkn: error: no record matches the baseline {name}", file=sys.stderr)
         return 1
     for line in gate["regressions"]:
         print(f"REGRESSION {line}", file=sys.stderr)
-    print(f"gate: {gate['matched']} records compared with {args.baseline}, {len(gate['regressions'])} regression(s)")
+    print(f"gate: {gate['matched']} records compared with {name}, {len(gate['regressions'])} regression(s)")
     return 1 if gate["regressions"] else 0
 
 
@@ -189,17 +201,16 @@ def cmd_android_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_android_bench(args: argparse.Namespace) -> int:
-    import json
-
     from android_harness.adb import Adb, AdbError
     from android_harness.device_bench import HarnessError, run_device_bench
-    from bench.benchmark import SCHEMA, compare
+    from bench.benchmark import SCHEMA
     from bench.report import markdown, table
     from .evaluate import write_json
     from .imio import atomic_output
 
     threads = [v for chunk in args.threads for v in chunk]
     delegates = [d for chunk in args.delegates for d in chunk.split(",") if d]
+    baseline = load_baseline(args.baseline)
     state = {"device": None, "records": []}
 
     def save(complete: bool) -> None:
@@ -214,7 +225,7 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
         adb = Adb(args.adb, timeout_s=args.timeout).select(args.serial)
         state["device"] = adb.facts()
         _, records = run_device_bench(adb, args.dir, args.benchmark_binary, delegates, threads, args.cores,
-                                      args.runs, args.warmup, args.timeout, args.keep, on_record)
+                                      args.runs, args.warmup, args.timeout, args.keep, state["device"], on_record)
     except (AdbError, HarnessError) as exc:
         if state["records"]:
             save(False)
@@ -239,12 +250,8 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
     if failed:
         print(f"mkn android bench: {len(failed)} of {len(records)} runs failed; first: {failed[0]['format']} "
               f"{failed[0]['runtime']} {failed[0]['threads']}t: {failed[0].get('error')}", file=sys.stderr)
-    if args.baseline:
-        gate = compare(records, json.loads(args.baseline.read_text())["records"], args.max_slowdown, 0.01)
-        for line in gate["regressions"]:
-            print(f"REGRESSION {line}", file=sys.stderr)
-        if gate["matched"] == 0 or gate["regressions"]:
-            return 1
+    if baseline is not None and regression_gate(records, baseline, args.baseline, args.max_slowdown, 0.01):
+        return 1
     return 1 if failed else 0
 
 

@@ -55,7 +55,7 @@ def main(argv):
         total, left = len(ops), sum(op["op_name"] in CPU_ONLY for op in ops)
         print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
         print(f"VERBOSE: Replacing {total - left} out of {total} node(s) with delegate (TfLiteXNNPackDelegate) "
-              "node, yielding 1 partitions for subgraph 0.")
+              f"node, yielding {partitions} partitions for subgraph 0.")
     rss_init = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for d in it.get_input_details():
         it.set_tensor(d["index"], np.random.default_rng(0).random(d["shape"], dtype=np.float32))
