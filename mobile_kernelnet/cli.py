@@ -534,10 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="run folder (default runs/<model>_<config>_sf<N>)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     r.add_argument("--ship", action="store_true", help="copy the best weights, log and command into the package")
-    for name in ("seed", "pretrain-steps", "steps", "batch", "patch-lr", "threads"):  # + adv-weight = CLI_OPTIONS
+    for name in ("seed", "pretrain-steps", "steps", "batch", "patch-lr", "threads"):  # + the floats = CLI_OPTIONS
         r.add_argument(f"--{name}", type=int, default=None)
     r.add_argument("--adv-weight", type=float, default=None,
                    help="S2K: weight of the adversarial shape loss (default 1; 0 = no discriminator)")
+    r.add_argument("--texture-prob", type=float, default=None,
+                   help="share of HR patches from procedural textures, taken from dead leaves (default 0, at most 0.5)")
     r.set_defaults(func=cmd_train)
     return p
 

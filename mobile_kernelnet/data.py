@@ -6,6 +6,8 @@ Sources:
   sizes follow the scale-invariant power law ``p(r) ~ r^-3``, with optional
   per-shape texture (a linear ramp plus a sinusoid) — the standard synthetic model
   of natural-image statistics.
+* **procedural textures** (:mod:`textures`, off unless ``texture_prob`` > 0): power-law
+  noise with a random spectral slope and bricks/tiles/stripes.
 * **natural images that installed packages ship** (:func:`packaged_images`):
   scikit-learn's ``china`` and ``flower``, PyWavelets' ``aero`` and ``ascent``, and
   matplotlib's ``grace_hopper``. Every one passes :func:`gallery.refuse_test_image`
@@ -27,6 +29,7 @@ from .degrade import degrade_torch, quantize_8bit
 from .color import to_gray
 from .gallery import refuse_test_image
 from .kernels import KernelPool
+from .textures import procedural_texture
 
 NATURAL_SCALES = (1.0, 0.8, 0.65, 0.5)
 
@@ -105,23 +108,29 @@ class HRPatchSampler:
 
     With probability ``dead_leaves_prob`` a crop of one of ``bank_size`` dead-leaves
     images (``2 * patch`` px, drawn once at start: drawing one per patch would cost
-    more than the training step); otherwise a crop of a packaged natural image at
-    one of the scales in :data:`NATURAL_SCALES` (never smaller than the patch).
+    more than the training step); with probability ``texture_prob`` a crop of one of
+    ``bank_size`` procedural textures (drawn the same way); otherwise a crop of a
+    packaged natural image at one of the scales in :data:`NATURAL_SCALES` (never smaller than the patch).
     ``natural_sources`` names the natural images large enough for the patch: keep the
     HR patch at most 427 px (sf x LR patch) so all of them take part. A patch larger
-    than every natural image is refused unless ``dead_leaves_prob`` is 1 (dead leaves only).
+    than every natural image is refused unless the synthetic sources take every draw.
     """
 
     patch: int
     rng: np.random.Generator
     dead_leaves_prob: float = 0.5
     bank_size: int = 48
+    texture_prob: float = 0.0
 
     def __post_init__(self) -> None:
         side = 2 * self.patch
+        if self.dead_leaves_prob + self.texture_prob > 1.0:
+            raise ValueError("dead_leaves_prob + texture_prob must be at most 1")
         self._bank = [dead_leaves(side, self.rng) for _ in range(self.bank_size)]
+        self._textures = ([procedural_texture(side, self.rng) for _ in range(self.bank_size)]
+                          if self.texture_prob > 0 else [])
         usable = {name: img for name, img in packaged_images().items() if min(img.shape) >= self.patch}
-        if not usable and self.dead_leaves_prob < 1.0:
+        if not usable and self.dead_leaves_prob + self.texture_prob < 1.0:
             raise ValueError(f"HR patch {self.patch} px is larger than every packaged natural image; "
                              f"use a smaller patch (at most {max(min(i.shape) for i in packaged_images().values())})")
         self.natural_sources = sorted(usable)
@@ -131,8 +140,13 @@ class HRPatchSampler:
 
     def __call__(self) -> np.ndarray:
         """One ``(patch, patch)`` float32 patch in [0, 1]."""
-        use_bank = self._bank and self.rng.random() < self.dead_leaves_prob
-        source = self._bank if use_bank else self._natural
+        u = self.rng.random() if self._bank else 1.0
+        if u < self.dead_leaves_prob:
+            source = self._bank
+        elif u < self.dead_leaves_prob + self.texture_prob:
+            source = self._textures
+        else:
+            source = self._natural
         img = source[self.rng.integers(len(source))]
         y = self.rng.integers(0, img.shape[0] - self.patch + 1)
         x = self.rng.integers(0, img.shape[1] - self.patch + 1)

@@ -20,7 +20,8 @@ discriminator LSGAN loss ``((D(s; k_gt) - 1)² + D(s; k)²) / 2``, Adam (β 0.5,
 
 Data (both): kernels from a pool drawn from all three families (Gaussian, motion,
 disk; equal weights; at sf 3 and 4 a fifth of it is KernelNet's §3.4 extension, sf 2
-kernels self-convolved); HR patches from :class:`data.HRPatchSampler`; LR images
+kernels self-convolved); HR patches from :class:`data.HRPatchSampler` (half natural,
+half dead leaves, of which ``--texture-prob`` goes to procedural textures); LR images
 made on the fly with :func:`degrade.degrade_torch`, white noise U(0, ``noise_max``)
 and 8-bit quantisation. Validation uses a fixed set drawn from the same training
 sources with seed ``seed + 1`` (never the test set).
@@ -69,6 +70,7 @@ class TrainConfig:
     lr: float = 1e-3            # Adam, cosine-decayed to 1 % within each stage
     adv_weight: float = 1.0     # S2K's λ2; 0 trains without the discriminator
     noise_max: float = 0.005    # LR noise sigma ~ U(0, noise_max)
+    texture_prob: float = 0.0   # share of HR patches from procedural textures (taken from dead leaves' 0.5)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -203,7 +205,8 @@ class Trainer:
         self.recipe = RECIPES[cfg.model](cfg)
         self.model = self.recipe.model
         self.pool = self._training_pool()
-        self.sampler = HRPatchSampler(cfg.sf * cfg.patch_lr, self.rng, bank_size=cfg.bank_size)
+        self.sampler = HRPatchSampler(cfg.sf * cfg.patch_lr, self.rng, dead_leaves_prob=0.5 - cfg.texture_prob,
+                                      bank_size=cfg.bank_size, texture_prob=cfg.texture_prob)
         self.val = self._validation_set()
         self.stage, self.step = self.recipe.stages[0], 0
         self.best_val = math.inf
@@ -343,7 +346,7 @@ class Trainer:
         return dest
 
 
-CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads", "adv_weight")
+CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads", "adv_weight", "texture_prob")
 
 
 def canonical_command(cfg: TrainConfig) -> str:

@@ -6,7 +6,7 @@ import pywt.data
 import skimage.data
 from skimage.transform import rescale
 
-from mobile_kernelnet import data, gallery
+from mobile_kernelnet import data, gallery, textures
 from mobile_kernelnet.kernels import KernelPool
 
 
@@ -59,3 +59,40 @@ def test_sampler_names_its_natural_sources_and_refuses_oversized_patches(rng):
     assert 0 < len(big.natural_sources) < len(small.natural_sources)
     with pytest.raises(ValueError, match="smaller patch"):
         data.HRPatchSampler(2048, rng, bank_size=0)
+
+
+@pytest.mark.parametrize("make", [textures.power_law_noise, textures.tiling])
+def test_textures_range_and_determinism(make):
+    a, b = make(64, np.random.default_rng(5)), make(64, np.random.default_rng(5))
+    assert a.shape == (64, 64) and a.dtype == np.float32 and 0 <= a.min() < a.max() <= 1
+    assert np.array_equal(a, b) and not np.array_equal(a, make(64, np.random.default_rng(6)))
+
+
+def _amplitude(img: np.ndarray) -> np.ndarray:
+    return np.abs(np.fft.fft2(img - img.mean()))
+
+
+def test_power_law_noise_falls_with_frequency():
+    amp = _amplitude(textures.power_law_noise(128, np.random.default_rng(0)))
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(128), np.fft.fftfreq(128), indexing="ij"))
+    assert amp[(f > 0) & (f < 0.05)].mean() > 4 * amp[f > 0.3].mean()
+
+
+def test_tiling_is_periodic():
+    """A periodic pattern concentrates its energy in a few spectral peaks; noise does not."""
+    rng = np.random.default_rng(1)
+
+    def peak_share(img: np.ndarray) -> float:
+        amp = _amplitude(img)
+        return np.sort(amp.ravel())[-8:].sum() / amp.sum()
+
+    tilings = [peak_share(textures.tiling(128, rng)) for _ in range(6)]
+    noises = [peak_share(textures.power_law_noise(128, rng)) for _ in range(6)]
+    assert min(tilings) > 2 * max(noises)
+
+
+def test_sampler_texture_share(rng):
+    only_textures = data.HRPatchSampler(1024, rng, dead_leaves_prob=0.0, texture_prob=1.0, bank_size=2)
+    assert only_textures().shape == (1024, 1024)  # larger than every natural image: allowed, never drawn
+    with pytest.raises(ValueError, match="at most 1"):
+        data.HRPatchSampler(64, rng, dead_leaves_prob=0.6, texture_prob=0.5, bank_size=1)
