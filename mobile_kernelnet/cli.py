@@ -540,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="S2K: weight of the adversarial shape loss (default 1; 0 = no discriminator)")
     r.add_argument("--texture-prob", type=float, default=None,
                    help="share of HR patches from procedural textures, taken from dead leaves (default 0, at most 0.5)")
+    r.add_argument("--live-head-weight", type=float, default=None,
+                   help="S2K: weight of the hinge keeping the kernel map out of softplus' dead zone (default 0)")
     r.set_defaults(func=cmd_train)
     return p
 

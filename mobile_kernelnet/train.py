@@ -16,7 +16,10 @@ which stages it trains and what one step does (:data:`RECIPES`).
 ``λ1 mean|k - k_gt| + λ2 (D(s; k) - 1)² + λ3 TV(k)`` with the paper's (100, 1, 1),
 discriminator LSGAN loss ``((D(s; k_gt) - 1)² + D(s; k)²) / 2``, Adam (β 0.5, 0.999).
 ``--adv-weight 0`` trains without the discriminator (the ablation; shipped as
-``s2k-noadv``).
+``s2k-noadv``). ``--live-head-weight w`` adds ``w mean(relu(-m - 1))`` on the kernel map
+``m``: the head's sharp softplus has an exactly zero gradient below about -10, and a run
+whose discriminator drives the whole map there outputs an all-zero kernel for good (seen
+at sf 4: kernel L1 stuck at 1.0 from step 600); the hinge keeps the map where gradients live.
 
 Data (both): kernels from a pool drawn from all three families (Gaussian, motion,
 disk; equal weights; at sf 3 and 4 a fifth of it is KernelNet's §3.4 extension, sf 2
@@ -71,6 +74,7 @@ class TrainConfig:
     adv_weight: float = 1.0     # S2K's λ2; 0 trains without the discriminator
     noise_max: float = 0.005    # LR noise sigma ~ U(0, noise_max)
     texture_prob: float = 0.0   # share of HR patches from procedural textures (taken from dead leaves' 0.5)
+    live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -162,6 +166,8 @@ class S2KRecipe:
         k, spec = out["kernel"], out["spectrum"]
         l1 = (k[:, 0] - k_gt).abs().mean()
         loss = self.L1_WEIGHT * l1 + self.TV_WEIGHT * s2k.total_variation(k) / k.shape[-1] ** 2
+        if self.cfg.live_head_weight:
+            loss = loss + self.cfg.live_head_weight * torch.relu(-out["kernel_map"] - 1).mean()
         parts = {"kernel_l1": _kernel_l1(k, k_gt).mean().item()}
         if "disc" in self.nets:
             adv = ((self.disc(spec, k) - 1) ** 2).mean()
@@ -346,7 +352,8 @@ class Trainer:
         return dest
 
 
-CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads", "adv_weight", "texture_prob")
+CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads", "adv_weight", "texture_prob",
+               "live_head_weight")
 
 
 def canonical_command(cfg: TrainConfig) -> str:

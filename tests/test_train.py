@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,3 +67,27 @@ def test_canonical_command_round_trips_through_the_cli():
     args = build_parser().parse_args(cmd.split()[1:])
     assert (args.model, args.sf, args.seed, args.steps, args.adv_weight, args.texture_prob, args.ship) == \
         ("s2k", 3, 7, 123, 0.0, 0.2, True)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_live_head_hinge_revives_a_collapsed_s2k_head(weight):
+    """A kernel map far below softplus' dead zone gives an all-zero kernel and zero gradients;
+    only the hinge (``live_head_weight``) moves it back."""
+    from mobile_kernelnet.data import HRPatchSampler, training_batch
+    from mobile_kernelnet.kernels import KernelPool
+    from mobile_kernelnet.train import S2KRecipe
+
+    torch.manual_seed(0)
+    recipe = S2KRecipe(TrainConfig(model="s2k", sf=2, adv_weight=0.0, live_head_weight=weight))
+    with torch.no_grad():
+        recipe.model.generator.out.bias.fill_(-50.0)
+    rng = np.random.default_rng(0)
+    batch = training_batch(HRPatchSampler(96, rng, bank_size=1), KernelPool.generate(2, 4, rng), 2)
+    before = recipe.model.stages(batch[0])
+    assert before["kernel"].abs().max() == 0  # collapsed: the kernel is all zero
+    opts = recipe.optimizers("gan")
+    for _ in range(3):
+        recipe.train_step("gan", opts, *batch)
+    after = recipe.model.stages(batch[0])["kernel_map"]
+    moved = (after.mean() - before["kernel_map"].mean()).item()
+    assert (moved > 1e-3) if weight else (moved == 0)

@@ -12,7 +12,8 @@
   256 x 256 input, seven levels), and a transposed-conv output layer giving the
   *interpolated kernel*: a ``S x S`` map that is the kernel magnified. It is
   area-resampled to ``K x K``, passed through a sharp softplus (beta 10: ~0 for
-  negative inputs, yet never a dead gradient) and normalised to sum 1.
+  negative inputs; its gradient underflows to 0 below about -10, which training
+  guards against, see :mod:`train`) and normalised to sum 1.
 * **Discriminator** (:class:`PatchDiscriminator`): fully convolutional, on the
   spectrum concatenated with the kernel upsampled to ``S x S``; LSGAN targets.
 
