@@ -542,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of HR patches from procedural textures, taken from dead leaves (default 0, at most 0.5)")
     r.add_argument("--live-head-weight", type=float, default=None,
                    help="S2K: weight of the hinge keeping the kernel map out of softplus' dead zone (default 0)")
+    r.add_argument("--fft1-threshold", type=float, default=None,
+                   help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's value for the sf)")
     r.set_defaults(func=cmd_train)
     return p
 

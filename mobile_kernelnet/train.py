@@ -41,7 +41,7 @@ import math
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,7 @@ class TrainConfig:
     noise_max: float = 0.005    # LR noise sigma ~ U(0, noise_max)
     texture_prob: float = 0.0   # share of HR patches from procedural textures (taken from dead leaves' 0.5)
     live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
+    fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's per-sf default)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -110,7 +111,7 @@ class KernelNetRecipe:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        self.model = kn.KernelNet(cfg.sf, kn.CONFIGS[cfg.config])
+        self.model = kn.KernelNet(cfg.sf, replace(kn.CONFIGS[cfg.config], threshold=cfg.fft1_threshold))
         self.nets = {"model": self.model}
 
     def stage_steps(self, stage: str) -> int:
@@ -353,7 +354,7 @@ class Trainer:
 
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads", "adv_weight", "texture_prob",
-               "live_head_weight")
+               "live_head_weight", "fft1_threshold")
 
 
 def canonical_command(cfg: TrainConfig) -> str:
