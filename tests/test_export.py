@@ -184,3 +184,22 @@ def test_tflite_conversion_runs_isolated_and_keeps_the_converters_words(tmp_path
     with pytest.raises(tflite_formats.ConverterError, match="converter failed .* logs/convert.log"):
         tflite_formats.convert_isolated(tmp_path / "no_saved_model", "fp32", out, log)
     assert not out.exists() and "no_saved_model" in log.read_text()
+
+
+def test_s2k_converts_to_int8_and_passes_parity(tmp_path, testset_root_sf2):
+    """S2K's softplus head used to put ``inf`` into the int8 calibration ranges and crash
+    TensorFlow's converter; written overflow-free, int8 export and parity pass. (96 px:
+    at 64 px = one spectrum crop, onnx2tf 1.28.8 fails on a DFT MatMul, see NOTES.md.)"""
+    out = tmp_path / "s2k_sf2"
+    export("s2k", "mobile", 2, 96, ["tflite-int8"], out, calibration_n=8, progress=lambda _: None)
+    report = run_parity(out, testset_root_sf2, max_images=6)
+    rows = {r["format"]: r for r in report["formats"]}
+    assert rows["tflite-int8"]["status"] == "pass", rows["tflite-int8"].get("error")
+
+
+def test_sharp_softplus_is_softplus_without_overflow():
+    from mobile_kernelnet.models.s2k import sharp_softplus
+
+    x = torch.tensor([-1e4, -3.0, -0.05, 0.0, 0.05, 3.0, 1e4])
+    assert torch.allclose(sharp_softplus(x), torch.nn.functional.softplus(x, beta=10), atol=1e-7, rtol=1e-6)
+    assert torch.isfinite(torch.exp(-10 * x.abs())).all()  # the only exponential it takes

@@ -86,6 +86,15 @@ class AmplitudeSpectrum(nn.Module):
         return (spec - mean) / (std + 1e-6)
 
 
+def sharp_softplus(x: torch.Tensor, beta: float = 10.0) -> torch.Tensor:
+    """``log(1 + exp(beta x)) / beta`` written as ``relu(x) + log1p(exp(-beta |x|)) / beta``:
+    the same function (to 1e-9 of ``F.softplus``), but no intermediate overflows. The
+    exported graph of ``F.softplus`` computes ``exp(beta x)`` before selecting, which is
+    ``inf`` for large ``x`` and made TensorFlow's int8 calibration abort ("scale out of
+    expressed type range")."""
+    return torch.relu(x) + torch.log1p(torch.exp(-beta * x.abs())) / beta
+
+
 def _width(cfg: S2KConfig, level: int) -> int:
     return min(cfg.base_channels * 2 ** level, cfg.max_channels)
 
@@ -156,7 +165,7 @@ class S2K(nn.Module):
         spec = self.spectrum(lr)
         kmap = self.generator(spec)
         k = F.adaptive_avg_pool2d(kmap, self.kernel_size)
-        return {"spectrum": spec, "kernel_map": kmap, "kernel": normalize_sum(F.softplus(k, beta=10))}
+        return {"spectrum": spec, "kernel_map": kmap, "kernel": normalize_sum(sharp_softplus(k))}
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.stages(lr)["kernel"]
