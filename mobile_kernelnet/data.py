@@ -124,8 +124,9 @@ class HRPatchSampler:
 
     def __post_init__(self) -> None:
         side = 2 * self.patch
-        if self.dead_leaves_prob + self.texture_prob > 1.0:
-            raise ValueError("dead_leaves_prob + texture_prob must be at most 1")
+        if min(self.dead_leaves_prob, self.texture_prob) < 0 or self.dead_leaves_prob + self.texture_prob > 1:
+            raise ValueError(f"source shares must be >= 0 and sum to at most 1 (dead leaves "
+                             f"{self.dead_leaves_prob}, textures {self.texture_prob})")
         self._bank = [dead_leaves(side, self.rng) for _ in range(self.bank_size)]
         self._textures = ([procedural_texture(side, self.rng) for _ in range(self.bank_size)]
                           if self.texture_prob > 0 else [])

@@ -97,3 +97,5 @@ def test_sampler_texture_share(rng):
     assert only_textures().shape == (640, 640)  # larger than every natural image: allowed, never drawn
     with pytest.raises(ValueError, match="at most 1"):
         data.HRPatchSampler(64, rng, dead_leaves_prob=0.6, texture_prob=0.5, bank_size=1)
+    with pytest.raises(ValueError, match=">= 0"):  # what --texture-prob 0.7 would ask for
+        data.HRPatchSampler(64, rng, dead_leaves_prob=0.5 - 0.7, texture_prob=0.7, bank_size=1)
