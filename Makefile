@@ -41,15 +41,15 @@ latency: $(STAMP)
 	$(BIN)/mkn latency --models kernelnet s2k --configs mobile paper --sf 2 --sizes 128 256 512 --threads 2 --runs 15 \
 	    --json results/latency_torch.json
 
-# Export the shipped mobile KernelNet at every sf to every format, then parity on the test set.
-# Input sides near each sf's test-set LR size (252 / 168 / 126 px for most images).
-EXPORT_SIZES ?= 2:256 3:168 4:128
+# Export the shipped mobile models at every sf to every format, then parity on the test set.
+# MODEL:SF:SIZE, input sides near each sf's test-set LR size (252 / 168 / 126 px for most images).
+EXPORTS ?= kernelnet:2:256 kernelnet:3:168 kernelnet:4:128 s2k:2:256 s2k:3:168 s2k:4:128
 exports: testsets
-	for pair in $(EXPORT_SIZES); do sf=$${pair%%:*}; size=$${pair##*:}; \
-	    $(BIN)/mkn export --model kernelnet --config mobile --sf $$sf --input-size $$size --to all \
-	        --out exports/kernelnet_mobile_sf$$sf --overwrite || exit 1; \
-	    $(BIN)/mkn parity exports/kernelnet_mobile_sf$$sf --testset testsets \
-	        --json results/parity_kernelnet_sf$$sf.json || exit 1; done
+	for job in $(EXPORTS); do model=$${job%%:*}; rest=$${job#*:}; sf=$${rest%%:*}; size=$${rest##*:}; \
+	    $(BIN)/mkn export --model $$model --config mobile --sf $$sf --input-size $$size --to all \
+	        --out exports/$${model}_mobile_sf$$sf --overwrite || exit 1; \
+	    $(BIN)/mkn parity exports/$${model}_mobile_sf$$sf --testset testsets \
+	        --json results/parity_$${model}_sf$$sf.json || exit 1; done
 
 # Desktop benchmark of the sf 2 export (other input sizes are exported beside it).
 bench: testsets
