@@ -97,8 +97,8 @@ def test_fft1_threshold_reaches_the_model_and_the_command():
     from mobile_kernelnet.cli import build_parser
     from mobile_kernelnet.train import KernelNetRecipe, canonical_command
 
-    cfg = TrainConfig(model="kernelnet", sf=3, fft1_threshold=0.05)
-    assert KernelNetRecipe(cfg).model.fft1.threshold == 0.05
-    assert KernelNetRecipe(TrainConfig(model="kernelnet", sf=3)).model.fft1.threshold == 0.1
+    cfg = TrainConfig(model="kernelnet", sf=3, fft1_threshold=0.2)
+    assert KernelNetRecipe(cfg).model.fft1.threshold == 0.2
+    assert KernelNetRecipe(TrainConfig(model="kernelnet", sf=2)).model.fft1.threshold == 0.1
     args = build_parser().parse_args(canonical_command(cfg).split()[1:])
-    assert args.fft1_threshold == 0.05
+    assert args.fft1_threshold == 0.2
