@@ -30,14 +30,18 @@ def _stretch01(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(base + contrast * (img - lo) / max(hi - lo, 1e-8), 0.0, 1.0).astype(np.float32)
 
 
+def _rotate(x: np.ndarray, y: np.ndarray, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates ``(x, y)`` in a frame turned by ``theta``."""
+    return np.cos(theta) * x + np.sin(theta) * y, -np.sin(theta) * x + np.cos(theta) * y
+
+
 def power_law_noise(size: int, rng: np.random.Generator) -> np.ndarray:
     """``(size, size)`` float32 in [0, 1]: random field with amplitude ~ ``1/f^alpha``."""
     alpha = rng.uniform(0.6, 1.6)
     theta, stretch = rng.uniform(0, np.pi), rng.uniform(1.0, 3.0)
     fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
-    u = np.cos(theta) * fx + np.sin(theta) * fy
-    v = (-np.sin(theta) * fx + np.cos(theta) * fy) * stretch
-    f = np.hypot(u, v)
+    u, v = _rotate(fx, fy, theta)
+    f = np.hypot(u, v * stretch)
     f[0, 0] = 1.0
     amp = f ** -alpha
     amp[0, 0] = 0.0
@@ -50,8 +54,8 @@ def tiling(size: int, rng: np.random.Generator) -> np.ndarray:
     n = size * SUPERSAMPLE
     yy, xx = (np.mgrid[:n, :n].astype(np.float32) + 0.5) / SUPERSAMPLE
     theta = rng.uniform(0, np.pi)
-    u = np.cos(theta) * xx + np.sin(theta) * yy + rng.uniform(0, 100)
-    v = -np.sin(theta) * xx + np.cos(theta) * yy + rng.uniform(0, 100)
+    u, v = _rotate(xx, yy, theta)
+    u, v = u + rng.uniform(0, 100), v + rng.uniform(0, 100)
     kind = rng.choice(("bricks", "tiles", "stripes"))
     h = rng.uniform(5, 40)
     w = h * (rng.uniform(1.5, 3.0) if kind == "bricks" else 1.0)

@@ -11,7 +11,7 @@
    circular model is wrong). The result is cropped to ``L x L`` around its centre,
    taps below ``threshold`` x peak are zeroed (this also clips negatives; 0.1 gave
    the lowest oracle-gradient error of 0, 0.05, 0.1, 0.2 at every sf on training
-   images, see NOTES.md; a trained model may use another, see ``thresholds``) and it
+   images, see NOTES.md; a trained model may use another, see ``threshold``) and it
    is normalised to sum 1.
 3. :class:`FFT2` — Algorithm 1, self-convolution by powering the spectrum:
    ``k_HR = F^-1(F(k_LR)^c)`` on a ``(2K+1)^2`` grid, clipped at 0, cropped to
@@ -51,20 +51,19 @@ class KernelNetConfig:
     grad_channels: int = 128        # width of the gradient estimator (paper: 128)
     refine_channels: int = 64       # width of the refinement CNN (paper: 64)
     klr_size: int | None = None     # L, side of the LR kernel crop (9 / 7 / 7 at sf 2 / 3 / 4)
-    threshold: float | None = None  # FFT-1 taps below this x peak are zeroed (``thresholds`` per sf)
+    threshold: float | None = None  # FFT-1 taps below this x peak are zeroed (0.1 / 0.05 / 0.1 at sf 2 / 3 / 4)
     self_convolutions: int | None = None  # c, spectrum power in FFT-2 (sf^2)
     lambda_init: float = 1e-4       # FFT-1 regulariser per pixel (learned, log-parametrised)
     border: int = 6                 # px zeroed at the image edge before FFT-1
     refine: bool = True             # False: FFT-1/FFT-2 output only (the ablation)
     spectral_backend: str = "torch"
-    # (sf, threshold) defaults: sf 3's weights were trained at 0.05 (lower validation L1)
-    thresholds: tuple[tuple[int, float], ...] = ((2, 0.1), (3, 0.05), (4, 0.1))
 
     def for_sf(self, sf: int) -> "KernelNetConfig":
         """Fill the per-sf defaults."""
         return replace(self,
                        klr_size=self.klr_size or {2: 9, 3: 7, 4: 7}[sf],
-                       threshold=dict(self.thresholds)[sf] if self.threshold is None else self.threshold,
+                       # sf 3's weights were trained at 0.05 (lower validation L1)
+                       threshold={2: 0.1, 3: 0.05, 4: 0.1}[sf] if self.threshold is None else self.threshold,
                        self_convolutions=self.self_convolutions or sf * sf)
 
 
