@@ -85,6 +85,11 @@ class TrainConfig:
     bank_size: int = 48
     threads: int = 2
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.texture_prob <= 0.5:
+            raise ValueError(f"--texture-prob must be in [0, 0.5] (it is taken from the dead leaves' half "
+                             f"of the HR patches), not {self.texture_prob}")
+
     @property
     def shipped_name(self) -> str:
         """Registry name the weights of this run ship under."""

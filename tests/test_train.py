@@ -102,3 +102,9 @@ def test_fft1_threshold_reaches_the_model_and_the_command():
     assert KernelNetRecipe(TrainConfig(model="kernelnet", sf=2)).model.fft1.threshold == 0.1
     args = build_parser().parse_args(canonical_command(cfg).split()[1:])
     assert args.fft1_threshold == 0.2
+
+
+def test_bad_texture_share_is_refused_before_a_run_folder_is_made(tmp_path):
+    with pytest.raises(ValueError, match=r"\[0, 0.5\]"):
+        Trainer(TrainConfig(model="s2k", texture_prob=0.7), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
