@@ -343,6 +343,7 @@ def cmd_make_testset(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import (SCHEMA, SCHEMA_SR, backend_agreement, evaluate_kernels, evaluate_sr, format_sr_table,
                            format_table, write_json)
+    from .error_budget import SCHEMA as BUDGET_SCHEMA, error_budget, format_budget
 
     def score_kernels(sf: int, folder: Path) -> dict:
         res = evaluate_kernels(args.models, folder, progress=not args.quiet)
@@ -354,7 +355,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         figure = args.json.with_name(f"{args.json.stem}_sf{sf}.png") if args.json else None
         return evaluate_sr(args.models, folder, figure=figure, progress=not args.quiet)
 
-    score, fmt, schema = (score_sr, format_sr_table, SCHEMA_SR) if args.sr else (score_kernels, format_table, SCHEMA)
+    def score_budget(sf: int, folder: Path) -> dict:
+        return error_budget(folder, config=args.config)
+
+    if args.sr and args.error_budget:
+        raise ValueError("choose one of --sr and --error-budget")
+    score, fmt, schema = ((score_sr, format_sr_table, SCHEMA_SR) if args.sr else
+                          (score_budget, format_budget, BUDGET_SCHEMA) if args.error_budget else
+                          (score_kernels, format_table, SCHEMA))
     results = []
     for sf in args.sf:
         results.append(score(sf, args.testset / f"sf{sf}"))
@@ -514,6 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score super-resolution with each kernel instead (PSNR/SSIM vs the HR originals)")
     v.add_argument("--check-backends", action="store_true",
                    help="also run spectral models with the matmul backend and report max |dk| vs torch")
+    v.add_argument("--error-budget", action="store_true",
+                   help="KernelNet's kernel L1 stage by stage instead: FFT-2 floor, oracle gradients, "
+                        "coarse, refined (--config picks the weights)")
+    v.add_argument("--config", default="mobile", help="KernelNet config for --error-budget")
     v.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("latency", help="median PyTorch eager latency per config and input size")
