@@ -555,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--live-head-weight", type=float, default=None,
                    help="S2K: weight of the hinge keeping the kernel map out of softplus' dead zone (default 0)")
     r.add_argument("--fft1-threshold", type=float, default=None,
-                   help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's value for the sf)")
+                   help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's, 0.05)")
     r.set_defaults(func=cmd_train)
     return p
 

@@ -75,7 +75,7 @@ class TrainConfig:
     noise_max: float = 0.005    # LR noise sigma ~ U(0, noise_max)
     texture_prob: float = 0.0   # share of HR patches from procedural textures (taken from dead leaves' 0.5)
     live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
-    fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's per-sf default)
+    fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -116,7 +116,10 @@ class KernelNetRecipe:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        self.model = kn.KernelNet(cfg.sf, replace(kn.CONFIGS[cfg.config], threshold=cfg.fft1_threshold))
+        mcfg = kn.CONFIGS[cfg.config]
+        if cfg.fft1_threshold is not None:
+            mcfg = replace(mcfg, threshold=cfg.fft1_threshold)
+        self.model = kn.KernelNet(cfg.sf, mcfg)
         self.nets = {"model": self.model}
 
     def stage_steps(self, stage: str) -> int:

@@ -99,7 +99,7 @@ def test_fft1_threshold_reaches_the_model_and_the_command():
 
     cfg = TrainConfig(model="kernelnet", sf=3, fft1_threshold=0.2)
     assert KernelNetRecipe(cfg).model.fft1.threshold == 0.2
-    assert KernelNetRecipe(TrainConfig(model="kernelnet", sf=2)).model.fft1.threshold == 0.1
+    assert KernelNetRecipe(TrainConfig(model="kernelnet", sf=2)).model.fft1.threshold == 0.05
     args = build_parser().parse_args(canonical_command(cfg).split()[1:])
     assert args.fft1_threshold == 0.2
 

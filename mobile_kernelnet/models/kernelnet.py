@@ -9,10 +9,9 @@
    with a learned ``lambda > 0`` (per pixel, so it does not depend on the image size);
    both gradient pairs are zeroed within ``border`` px of the image edge (where the
    circular model is wrong). The result is cropped to ``L x L`` around its centre,
-   taps below ``threshold`` x peak are zeroed (this also clips negatives; 0.1 gave
-   the lowest oracle-gradient error of 0, 0.05, 0.1, 0.2 at every sf on training
-   images, see NOTES.md; a trained model may use another, see ``threshold``) and it
-   is normalised to sum 1.
+   taps below ``threshold`` x peak are zeroed (this also clips negatives; with
+   oracle gradients 0.1 is best of 0, 0.05, 0.1, 0.2, but trained models reached a
+   lower validation L1 at 0.05 at every sf, see NOTES.md) and it is normalised to sum 1.
 3. :class:`FFT2` — Algorithm 1, self-convolution by powering the spectrum:
    ``k_HR = F^-1(F(k_LR)^c)`` on a ``(2K+1)^2`` grid, clipped at 0, cropped to
    ``K x K``, normalised. The LR grid is read as the HR grid, so ``c`` copies widen
@@ -51,7 +50,7 @@ class KernelNetConfig:
     grad_channels: int = 128        # width of the gradient estimator (paper: 128)
     refine_channels: int = 64       # width of the refinement CNN (paper: 64)
     klr_size: int | None = None     # L, side of the LR kernel crop (9 / 7 / 7 at sf 2 / 3 / 4)
-    threshold: float | None = None  # FFT-1 taps below this x peak are zeroed (0.1 / 0.05 / 0.1 at sf 2 / 3 / 4)
+    threshold: float = 0.05         # FFT-1 taps below this x peak are zeroed (the shipped weights' value)
     self_convolutions: int | None = None  # c, spectrum power in FFT-2 (sf^2)
     lambda_init: float = 1e-4       # FFT-1 regulariser per pixel (learned, log-parametrised)
     border: int = 6                 # px zeroed at the image edge before FFT-1
@@ -62,8 +61,6 @@ class KernelNetConfig:
         """Fill the per-sf defaults."""
         return replace(self,
                        klr_size=self.klr_size or {2: 9, 3: 7, 4: 7}[sf],
-                       # sf 3's weights were trained at 0.05 (lower validation L1)
-                       threshold={2: 0.1, 3: 0.05, 4: 0.1}[sf] if self.threshold is None else self.threshold,
                        self_convolutions=self.self_convolutions or sf * sf)
 
 
