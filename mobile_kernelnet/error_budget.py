@@ -42,14 +42,17 @@ def fft2_floor(model: KernelNet, kernels: np.ndarray, steps: int = FLOOR_STEPS) 
     target = torch.from_numpy(np.asarray(kernels, np.float64))
     logits = torch.zeros(len(target), 1, size, size, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.Adam([logits], lr=0.05)
+
+    def closest() -> torch.Tensor:
+        return fft2(torch.softmax(logits.flatten(1), dim=1).view_as(logits))[:, 0]
+
     for _ in range(steps):
-        k_lr = torch.softmax(logits.flatten(1), dim=1).view_as(logits)
-        loss = (fft2(k_lr)[:, 0] - target).abs().sum()
+        loss = (closest() - target).abs().sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        return fft2(torch.softmax(logits.flatten(1), dim=1).view_as(logits))[:, 0].numpy()
+        return closest().numpy()
 
 
 @torch.inference_mode()
@@ -71,10 +74,10 @@ def error_budget(testset_dir: str | Path, config: str = "mobile", floor_steps: i
     manifest, entries = load_testset(testset_dir)
     sf = manifest["sf"]
     model = create_model("kernelnet", sf, config)
-    floors = fft2_floor(model, np.stack([e.kernel() for e in entries]), floor_steps)
+    truths = np.stack([e.kernel() for e in entries])
+    floors = fft2_floor(model, truths, floor_steps)
     per_image = []
-    for e, floor in zip(entries, floors):
-        k_gt = e.kernel()
+    for e, floor, k_gt in zip(entries, floors, truths):
         kernels = {"fft2_floor": floor,
                    **_stage_kernels(model, e.lr(), load_hr(e.image))}
         per_image.append({"stem": e.stem, "family": e.family,
