@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test eval eval-sr error-budget testsets weights latency exports bench android-example clean
+.PHONY: demo test eval eval-sr tune-sr error-budget testsets weights latency exports bench android-example clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,9 @@ eval: testsets
 
 eval-sr: testsets
 	$(BIN)/mkn eval --sr --testset testsets --sf 2 3 4 --models kernelnet s2k --json results/eval_sr.json --quiet
+
+tune-sr: $(STAMP)
+	$(BIN)/mkn tune-sr --sf 2 4 --models kernelnet s2k --json results/sr_tuning.json --quiet
 
 error-budget: testsets
 	$(BIN)/mkn eval --error-budget --testset testsets --sf 2 3 4 --json results/kernelnet_error_budget.json --quiet

@@ -373,6 +373,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune_sr(args: argparse.Namespace) -> int:
+    from .evaluate import write_json
+    from .sr_tuning import format_sweep, sweep
+
+    report = sweep(args.sf, args.models, progress=not args.quiet)
+    print(format_sweep(report))
+    if args.json:
+        write_json(report, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import CLI_OPTIONS, TrainConfig, train
 
@@ -538,6 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--json", type=Path)
     b.set_defaults(func=cmd_latency)
+
+    u = sub.add_parser("tune-sr", help="grid-search the SR solver's regularisation on training images")
+    u.add_argument("--sf", type=int, nargs="+", choices=(2, 3, 4), default=[2, 4])
+    u.add_argument("--models", nargs="+", default=["kernelnet", "s2k"], help="estimators whose kernels count")
+    u.add_argument("--json", type=Path, help="write the report here")
+    u.add_argument("--quiet", action="store_true", help="no progress bars")
+    u.set_defaults(func=cmd_tune_sr)
 
     r = sub.add_parser("train", help="train an estimator (seeded, resumable, logged)")
     r.add_argument("model", choices=("kernelnet", "s2k"))

@@ -1,0 +1,30 @@
+import numpy as np
+
+from mobile_kernelnet.gallery import refuse_test_image
+from mobile_kernelnet.sr import SRConfig
+from mobile_kernelnet.sr_tuning import tuning_cases, sweep
+
+
+def test_tuning_cases_mirror_the_test_set_on_training_images():
+    cases = tuning_cases(2)
+    assert len(cases) == 15 and len({c["name"] for c in cases}) == 15
+    for c in cases:
+        refuse_test_image(c["hr"], c["name"])  # never a scikit-image gallery image
+        assert c["hr"].shape == tuple(2 * s for s in c["lr"].shape) and c["hr"].shape[0] % 12 == 0
+        assert np.allclose(c["lr"] * 255, np.round(c["lr"] * 255), atol=1e-4)  # 8-bit values
+        assert abs(c["kernel"].sum() - 1) < 1e-5
+    again = tuning_cases(2)
+    assert all(np.array_equal(a["lr"], b["lr"]) for a, b in zip(cases, again))
+
+
+def test_sweep_scores_every_source_and_picks_the_best_score():
+    report = sweep([2], ["fixed-gaussian"], mus=(1e-7, 1e-3), sigma_ends=(0.01,), base=SRConfig(iterations=2),
+                   progress=False, limit=2)
+    assert report["sources"] == ["true", "fixed-gaussian"] and len(report["grid"]) == 2
+    for p in report["grid"]:
+        got = p["psnr"]["2"]
+        assert np.isclose(p["score"], np.mean([got["true"], got["fixed-gaussian"]]))
+    best = max(report["grid"], key=lambda p: p["score"])
+    assert report["chosen"] == {"mu": best["mu"], "sigma_end": best["sigma_end"]}
+    # the two grid points differ by four decades of regularisation: they must not score alike
+    assert abs(report["grid"][0]["score"] - report["grid"][1]["score"]) > 0.1
