@@ -46,13 +46,14 @@ class SRConfig:
     """HQS schedule. ``sigma_*`` are the denoiser strengths (image units, [0, 1]).
 
     Defaults were chosen on *training* images (the packaged natural images, all three
-    kernel families, sf 2 and 4): TV beat wavelet denoising by ~2 dB, and
-    ``mu`` 3e-7 was best of 1e-7 ... 1e-3 (NOTES.md)."""
+    kernel families, sf 2 and 4): TV beat wavelet denoising by ~2 dB (NOTES.md), and
+    ``mu`` / ``sigma_end`` are `mkn tune-sr`'s choice (:mod:`sr_tuning`: best mean PSNR
+    over the true, KernelNet's and S2K's kernels; ``results/sr_tuning.json``)."""
 
     iterations: int = 8
     sigma_start: float = 0.05
-    sigma_end: float = 0.005
-    mu: float = 3e-7
+    sigma_end: float = 0.01
+    mu: float = 1e-6
     denoiser: str = "tv"
 
 
