@@ -7,7 +7,8 @@ and image, the noise-free degradation, 8-bit quantisation. Each ``(mu, sigma_end
 pair of the grid super-resolves every LR image with the true kernel and with each
 estimator's kernel; PSNR as in ``mkn eval --sr``.
 
-Rule (fixed before looking at any result): the chosen pair has the highest mean PSNR
+Rule (written before the first `make tune-sr` ran; an ad-hoc sweep with the true and
+KernelNet's kernels had shown the trade-off): the chosen pair has the highest mean PSNR
 over all kernel sources (true and estimated, equal weight) and all scale factors.
 The true kernel alone would pick the weakest regularisation, which amplifies an
 estimated kernel's errors; the estimators alone would ignore the upper bound.
