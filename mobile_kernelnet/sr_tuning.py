@@ -25,16 +25,17 @@ import itertools
 from dataclasses import asdict, replace
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from .data import packaged_images
-from .degrade import degrade_np
+from .degrade import degrade_np, quantize_8bit
 from .estimation import estimate
 from .kernels import FAMILIES, random_kernel
 from .metrics import psnr
 from .models.registry import parse_model_spec
 from .sr import SRConfig, super_resolve_luma, upscale_bicubic
-from .testset import hr_crop_box
+from .testset import crop_hr
 
 SCHEMA = "mkn-tune-sr/1"
 RULE = "max mean PSNR over kernel sources (true + each estimator) and scale factors"
@@ -47,11 +48,10 @@ def tuning_cases(sf: int, seed: int = 0) -> list[dict]:
     float32 in [0, 1] (8-bit values) and the true ``kernel`` (K, K)."""
     cases = []
     for i, (name, img) in enumerate(packaged_images().items()):
-        y0, x0, h, w = hr_crop_box(img.shape)
-        hr = img[y0:y0 + h, x0:x0 + w]
+        hr = crop_hr(img)
         for j, family in enumerate(FAMILIES):
             k = random_kernel(family, sf, np.random.default_rng([seed, sf, i, j]))
-            lr = (np.round(np.clip(degrade_np(hr, k, sf), 0, 1) * 255) / 255).astype(np.float32)
+            lr = quantize_8bit(torch.from_numpy(degrade_np(hr, k, sf))).numpy()
             cases.append({"name": f"{name}_{family}", "hr": hr, "lr": lr, "kernel": k})
     return cases
 
@@ -89,7 +89,7 @@ def format_sweep(report: dict) -> str:
     bic = "  ".join(f"sf{sf} {report['grid'][0]['psnr'][str(sf)]['bicubic']:.2f}" for sf in report["sf"])
     lines = [f"SR PSNR (dB) on {report['n_images']} training images per sf; bicubic: {bic}", head, "-" * len(head)]
     for p in report["grid"]:
-        mark = " <- chosen" if (p["mu"], p["sigma_end"]) == tuple(report["chosen"].values()) else ""
+        mark = " <- chosen" if {"mu": p["mu"], "sigma_end": p["sigma_end"]} == report["chosen"] else ""
         lines.append(f"{p['mu']:>7.0e} {p['sigma_end']:>9}" + "".join(
             f" {p['psnr'][str(sf)][src]:>16.2f}" for sf, src in cols) + f" {p['score']:>7.2f}{mark}")
     return "\n".join(lines)

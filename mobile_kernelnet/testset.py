@@ -46,10 +46,11 @@ def hr_crop_box(shape: tuple[int, int]) -> tuple[int, int, int, int]:
 
 def load_hr(image: str) -> np.ndarray:
     """The HR original of a test entry: ``(h, w)`` float32 luma in [0, 1]."""
-    return _crop(load_test_image(image))
+    return crop_hr(load_test_image(image))
 
 
-def _crop(img: np.ndarray) -> np.ndarray:
+def crop_hr(img: np.ndarray) -> np.ndarray:
+    """``(H, W)`` -> the centred HR crop of :func:`hr_crop_box`."""
     y0, x0, h, w = hr_crop_box(img.shape)
     return img[y0:y0 + h, x0:x0 + w]
 
@@ -69,7 +70,7 @@ def make_testset(sf: int, out: str | Path, seed: int = 0, overwrite: bool = Fals
         entries = []
         for i, name in enumerate(TEST_IMAGES):
             full = load_test_image(name)
-            hr, box = _crop(full), hr_crop_box(full.shape)
+            hr, box = crop_hr(full), hr_crop_box(full.shape)
             for j, family in enumerate(FAMILIES):
                 rng = np.random.default_rng([seed, sf, i, j])
                 k = random_kernel(family, sf, rng)
