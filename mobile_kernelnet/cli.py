@@ -565,7 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="run folder (default runs/<model>_<config>_sf<N>)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     r.add_argument("--ship", action="store_true", help="copy the best weights, log and command into the package")
-    for name in ("seed", "pretrain-steps", "steps", "batch", "patch-lr", "threads"):  # + the floats = CLI_OPTIONS
+    for name in ("seed", "pretrain-steps", "steps", "refine-steps", "refine-cache", "refine-batch", "batch",
+                 "patch-lr", "threads"):  # + the floats = CLI_OPTIONS
         r.add_argument(f"--{name}", type=int, default=None)
     r.add_argument("--adv-weight", type=float, default=None,
                    help="S2K: weight of the adversarial shape loss (default 1; 0 = no discriminator)")
@@ -575,6 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="S2K: weight of the hinge keeping the kernel map out of softplus' dead zone (default 0)")
     r.add_argument("--fft1-threshold", type=float, default=None,
                    help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's, 0.05)")
+    r.add_argument("--refine-arch", choices=("paper", "wide"), default=None,
+                   help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
     r.set_defaults(func=cmd_train)
     return p
 

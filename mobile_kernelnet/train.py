@@ -3,7 +3,7 @@
 One :class:`Trainer` runs every model; a *recipe* per model says what it builds,
 which stages it trains and what one step does (:data:`RECIPES`).
 
-**KernelNet** (:class:`KernelNetRecipe`), two stages as in the paper:
+**KernelNet** (:class:`KernelNetRecipe`), two stages as in the paper and an optional third:
 
 1. ``pretrain`` (§4.1): the gradient estimator alone, L1 between its output and the
    gradients of the phase-0-decimated HR patch (the sampling grid of the degradation,
@@ -11,6 +11,12 @@ which stages it trains and what one step does (:data:`RECIPES`).
 2. ``e2e`` (§4.2): the whole network, loss = kernel L1 (``sum |k - k_gt|``, the
    paper's metric) + 0.5 x the same on the FFT-2 output (deep supervision, which keeps
    the fixed stages' input meaningful while the refinement learns).
+3. ``refine`` (``--refine-steps N``, off by default): the front end (gradient CNN, FFT-1's
+   λ) is frozen, the FFT-2 outputs of ``refine_cache`` fresh training pairs are computed
+   once and kept in ``OUT/refine_cache.pt``, and the refinement alone is fitted on them
+   (kernel L1, batches of ``refine_batch``). The refinement is a tiny net on a ``K x K``
+   map, so this gives it many more updates per CPU-second than end-to-end steps, each
+   of which runs the gradient CNN forward and backward.
 
 **S2K** (:class:`S2KRecipe`), one ``gan`` stage: generator loss
 ``λ1 mean|k - k_gt| + λ2 (D(s; k) - 1)² + λ3 TV(k)`` with the paper's (100, 1, 1),
@@ -70,12 +76,16 @@ class TrainConfig:
     batch: int = 16
     pretrain_steps: int = 1500  # KernelNet's gradient-estimator stage
     steps: int = 4000           # main stage (KernelNet end to end; S2K GAN)
+    refine_steps: int = 0       # KernelNet: refinement-only stage on cached FFT-2 outputs (0 = none)
+    refine_cache: int = 16000   # KernelNet: training pairs cached for that stage
+    refine_batch: int = 64
     lr: float = 1e-3            # Adam, cosine-decayed to 1 % within each stage
     adv_weight: float = 1.0     # S2K's λ2; 0 trains without the discriminator
     noise_max: float = 0.005    # LR noise sigma ~ U(0, noise_max)
     texture_prob: float = 0.0   # share of HR patches from procedural textures (taken from dead leaves' 0.5)
     live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
     fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
+    refine_arch: str | None = None  # KernelNet: "paper" or "wide" refinement (None = the config's)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -86,6 +96,8 @@ class TrainConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
+        if self.refine_steps and self.model != "kernelnet":
+            raise ValueError("--refine-steps is a KernelNet stage (it trains the refinement module)")
         if not 0 <= self.texture_prob <= 0.5:
             raise ValueError(f"--texture-prob must be in [0, 0.5] (it is taken from the dead leaves' half "
                              f"of the HR patches), not {self.texture_prob}")
@@ -109,28 +121,74 @@ def _cosine(base: float, frac: float) -> float:
     return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-class KernelNetRecipe:
-    """KernelNet: ``pretrain`` (gradient estimator, L1 on sharp gradients) then ``e2e``."""
+class Recipe:
+    """What every recipe shares: each stage trains on fresh pairs from ``draw``."""
 
-    stages = ("pretrain", "e2e")
+    def begin_stage(self, stage: str, step: int, draw, out: Path) -> None:
+        """Called when ``stage`` starts or resumes at ``step`` (``draw()`` gives fresh pairs)."""
+
+    def batch(self, stage: str, draw) -> tuple:
+        """The next ``(lr, hr, k_gt)`` of ``stage``."""
+        return draw()
+
+
+class KernelNetRecipe(Recipe):
+    """KernelNet: ``pretrain`` (gradient estimator, L1 on sharp gradients), ``e2e``, and
+    ``refine`` (refinement alone on cached FFT-2 outputs) when ``refine_steps > 0``."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         mcfg = kn.CONFIGS[cfg.config]
         if cfg.fft1_threshold is not None:
             mcfg = replace(mcfg, threshold=cfg.fft1_threshold)
+        if cfg.refine_arch is not None:
+            mcfg = replace(mcfg, refine_arch=cfg.refine_arch)
         self.model = kn.KernelNet(cfg.sf, mcfg)
         self.nets = {"model": self.model}
+        self.stages = ("pretrain", "e2e") + (("refine",) if cfg.refine_steps else ())
+        self.cache: dict[str, torch.Tensor] = {}
 
     def stage_steps(self, stage: str) -> int:
-        return self.cfg.pretrain_steps if stage == "pretrain" else self.cfg.steps
+        return {"pretrain": self.cfg.pretrain_steps, "e2e": self.cfg.steps, "refine": self.cfg.refine_steps}[stage]
 
     def optimizers(self, stage: str) -> dict[str, torch.optim.Optimizer]:
-        params = self.model.gradient.parameters() if stage == "pretrain" else self.model.parameters()
+        params = {"pretrain": self.model.gradient, "e2e": self.model, "refine": self.model.refine}[stage].parameters()
         return {"model": torch.optim.Adam(params, lr=self.cfg.lr)}
 
+    def begin_stage(self, stage: str, step: int, draw, out: Path) -> None:
+        """``refine``: build the cache of ``(k_coarse (N,1,K,K), k_gt (N,K,K))`` with the
+        frozen front end at the stage's first step, or reload it when resuming."""
+        if stage != "refine":
+            return
+        path = out / "refine_cache.pt"
+        if step and not path.exists():
+            raise FileNotFoundError(f"{path} is missing; the refine stage cannot resume without it")
+        if path.exists():
+            self.cache = torch.load(path, weights_only=True)
+            return
+        coarse, kernels = [], []
+        self.model.eval()
+        with torch.no_grad():
+            for _ in tqdm(range(-(-self.cfg.refine_cache // self.cfg.batch)), desc="refine cache", mininterval=5):
+                lr_img, _, k_gt = draw()
+                coarse.append(self.model.stages(lr_img)["k_coarse"])
+                kernels.append(k_gt)
+        self.model.train()
+        self.cache = {"k_coarse": torch.cat(coarse), "k_gt": torch.cat(kernels)}
+        with atomic_output(path) as tmp:
+            torch.save(self.cache, tmp)
+
+    def batch(self, stage: str, draw) -> tuple:
+        if stage != "refine":
+            return draw()
+        idx = torch.randint(len(self.cache["k_gt"]), (self.cfg.refine_batch,))
+        return self.cache["k_coarse"][idx], None, self.cache["k_gt"][idx]
+
     def train_step(self, stage: str, opts: dict, lr_img, hr, k_gt) -> dict[str, float]:
-        if stage == "pretrain":
+        if stage == "refine":  # lr_img holds cached FFT-2 outputs
+            loss = _kernel_l1(self.model.refine(lr_img), k_gt).mean()
+            parts = {"kernel_l1": loss.item()}
+        elif stage == "pretrain":
             pred = self.model.gradient(kn.image_gradients(lr_img))
             loss = (pred - _grad_target(hr, self.cfg.sf)).abs().mean()
             parts = {"grad_l1": loss.item()}
@@ -148,7 +206,7 @@ class KernelNetRecipe:
                 "grad_l1": (out["grads"] - _grad_target(hr, self.cfg.sf)).abs().mean(dim=(1, 2, 3))}
 
 
-class S2KRecipe:
+class S2KRecipe(Recipe):
     """S2K: one ``gan`` stage, generator + conditional patch discriminator (LSGAN)."""
 
     stages = ("gan",)
@@ -253,6 +311,10 @@ class Trainer:
         lr = quantize_8bit(degrade_torch(hr, k, self.cfg.sf))
         return lr, hr, k, pool.families
 
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``batch`` fresh training pairs (see :func:`data.training_batch`)."""
+        return training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max)
+
     # -- validation, logging, checkpoints ---------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
@@ -313,6 +375,7 @@ class Trainer:
                 self.stage, self.step = stage, 0
                 self.opts = self.recipe.optimizers(stage)
             total = self.recipe.stage_steps(stage)
+            self.recipe.begin_stage(stage, self.step, self._draw, self.out)
             t0 = time.time()
             bar = tqdm(total=total, initial=self.step, desc=f"{self.cfg.model} sf{self.cfg.sf} {stage}",
                        dynamic_ncols=True, mininterval=5)
@@ -320,7 +383,7 @@ class Trainer:
                 for opt in self.opts.values():
                     for g in opt.param_groups:
                         g["lr"] = _cosine(self.cfg.lr, self.step / total)
-                lr_img, hr, k = training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max)
+                lr_img, hr, k = self.recipe.batch(stage, self._draw)
                 parts = self.recipe.train_step(stage, self.opts, lr_img, hr, k)
                 self.step += 1
                 bar.update(1)
@@ -361,8 +424,9 @@ class Trainer:
         return dest
 
 
-CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "batch", "patch_lr", "threads", "adv_weight", "texture_prob",
-               "live_head_weight", "fft1_threshold")
+CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
+               "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
+               "refine_arch")
 
 
 def canonical_command(cfg: TrainConfig) -> str:

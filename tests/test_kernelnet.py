@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mobile_kernelnet.kernels import gaussian_kernel, kernel_size
-from mobile_kernelnet.models.kernelnet import CONFIGS, FFT1, FFT2, KernelNet, image_gradients
+from mobile_kernelnet.models.kernelnet import CONFIGS, FFT1, FFT2, KernelNet, WideRefinement, image_gradients
 from mobile_kernelnet.spectral import Spectral
 
 
@@ -13,10 +13,11 @@ def _variance_x(k: torch.Tensor) -> float:
     return float((k.double() * xs ** 2).sum())
 
 
+@pytest.mark.parametrize("arch", ["paper", "wide"])
 @pytest.mark.parametrize("sf", [2, 3, 4])
-def test_stage_shapes_and_invariants(sf):
+def test_stage_shapes_and_invariants(sf, arch):
     torch.manual_seed(0)
-    model = KernelNet(sf, CONFIGS["mobile"]).eval()
+    model = KernelNet(sf, replace(CONFIGS["mobile"], refine_arch=arch)).eval()
     with torch.no_grad():
         out = model.stages(torch.rand(2, 1, 72, 80))
     K, L = kernel_size(sf), model.config.klr_size
@@ -25,6 +26,21 @@ def test_stage_shapes_and_invariants(sf):
     for name in ("k_lr", "k_coarse", "kernel"):
         assert torch.all(out[name] >= 0)
         assert torch.allclose(out[name].sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5), name
+
+
+@pytest.mark.parametrize("sf", [2, 3, 4])
+def test_wide_refinement_sees_the_whole_kernel(sf):
+    K = kernel_size(sf)
+    convs = KernelNet(sf, replace(CONFIGS["mobile"], refine_arch="wide")).refine.convs
+    assert 1 + sum(c.kernel_size[0] - 1 for c in convs) == K  # receptive field exactly K x K
+    assert [c.kernel_size[0] for c in convs][-2:] == [3, 1]
+
+
+def test_unknown_refinement_is_refused():
+    with pytest.raises(ValueError, match="refine_arch"):
+        KernelNet(2, replace(CONFIGS["mobile"], refine_arch="deep"))
+    with pytest.raises(ValueError, match="K = 17"):
+        WideRefinement(16, 17)
 
 
 @pytest.mark.parametrize("backend", ["torch", "matmul"])

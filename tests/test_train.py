@@ -34,14 +34,19 @@ def test_training_smoke_logs_validates_and_checkpoints(tmp_path, model):
         Trainer(TrainConfig(model=model, **TINY), tmp_path / "run")
 
 
-@pytest.mark.parametrize("model", ["kernelnet", "s2k"])
-def test_resume_continues_exactly(tmp_path, model):
-    straight = Trainer(TrainConfig(model=model, **TINY), tmp_path / "a")
+REFINE = dict(refine_steps=3, refine_cache=6, refine_batch=4)
+
+
+@pytest.mark.parametrize("model, extra, last_steps", [("kernelnet", {}, "steps"), ("s2k", {}, "steps"),
+                                                      ("kernelnet", REFINE, "refine_steps")])
+def test_resume_continues_exactly(tmp_path, model, extra, last_steps):
+    full = {**TINY, **extra}
+    straight = Trainer(TrainConfig(model=model, **full), tmp_path / "a")
     straight.run()
     # the same run cut one step into its last stage, then resumed
-    cut = Trainer(TrainConfig(model=model, **{**TINY, "steps": 1}), tmp_path / "b")
+    cut = Trainer(TrainConfig(model=model, **{**full, last_steps: 1}), tmp_path / "b")
     cut.run()
-    resumed = Trainer(TrainConfig(model=model, **TINY), tmp_path / "b", resume=True)
+    resumed = Trainer(TrainConfig(model=model, **full), tmp_path / "b", resume=True)
     assert resumed.stage == resumed.recipe.stages[-1] and resumed.step == 1
     resumed.run()
     for name, net in straight.recipe.nets.items():
@@ -108,3 +113,43 @@ def test_bad_texture_share_is_refused_before_a_run_folder_is_made(tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 0.5\]"):
         Trainer(TrainConfig(model="s2k", texture_prob=0.7), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_refine_stage_fits_only_the_refinement_on_cached_fft2_outputs(tmp_path):
+    t = Trainer(TrainConfig(model="kernelnet", refine_arch="wide", **TINY, **REFINE), tmp_path / "run")
+    assert t.recipe.stages == ("pretrain", "e2e", "refine")
+    seen = {}
+    t.recipe.begin_stage = lambda stage, step, draw, out, begin=t.recipe.begin_stage: (
+        seen.setdefault(stage, _params(t.model).clone()), begin(stage, step, draw, out))
+    t.run()
+    front = [p.numel() for p in t.model.gradient.parameters()] + [1]  # + FFT-1's lambda
+    n_front = sum(front)
+    changed = seen["refine"] != _params(t.model)
+    assert not changed[:n_front].any() and changed[n_front:].any()  # front end frozen, refinement moved
+    cache = torch.load(tmp_path / "run" / "refine_cache.pt", weights_only=True)
+    assert cache["k_coarse"].shape == (6, 1, 15, 15) and cache["k_gt"].shape == (6, 15, 15)
+    assert torch.allclose(cache["k_coarse"].sum(dim=(-2, -1)), torch.ones(6, 1), atol=1e-5)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(r["stage"] == "refine" and "val_l1" in r for r in lines)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert any(k.startswith("refine.convs.") for k in best["model"])  # the wide refinement was saved
+
+
+def test_refine_stage_will_not_resume_without_its_cache(tmp_path):
+    cut = Trainer(TrainConfig(model="kernelnet", **TINY, **{**REFINE, "refine_steps": 1}), tmp_path / "run")
+    cut.run()
+    (tmp_path / "run" / "refine_cache.pt").unlink()
+    resumed = Trainer(TrainConfig(model="kernelnet", **TINY, **REFINE), tmp_path / "run", resume=True)
+    with pytest.raises(FileNotFoundError, match="refine_cache.pt"):
+        resumed.run()
+
+
+def test_refine_options_reach_the_command_and_are_kernelnet_only():
+    from mobile_kernelnet.cli import build_parser
+    from mobile_kernelnet.train import canonical_command
+
+    cfg = TrainConfig(model="kernelnet", sf=2, refine_arch="wide", refine_steps=500)
+    args = build_parser().parse_args(canonical_command(cfg).split()[1:])
+    assert (args.refine_arch, args.refine_steps) == ("wide", 500)
+    with pytest.raises(ValueError, match="KernelNet"):
+        TrainConfig(model="s2k", refine_steps=10)

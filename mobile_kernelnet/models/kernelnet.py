@@ -18,8 +18,21 @@
    the kernel by ``sqrt(c)``: the default ``c = sf^2`` is exact for Gaussians (4, 9,
    16 at sf 2, 3, 4). The paper's ``2^sf`` equals it at sf 2 and 4; at sf 3 it gives
    8 (width x2.83 instead of x3) — set ``self_convolutions=8`` to get the paper's.
-4. :class:`Refinement` — 3 conv layers (3x3, 3x3, 1x1, sigmoid after each) on the
-   coarse kernel (scaled to peak 1), then clip and normalise.
+4. Refinement of the coarse kernel (scaled to peak 1), then clip and normalise; two
+   architectures (``refine_arch``):
+
+   * ``"paper"`` — :class:`Refinement`, the paper's 3 conv layers (3x3, 3x3, 1x1,
+     sigmoid after each). Its receptive field is 5x5 px, so it can only reshape the
+     coarse kernel locally.
+   * ``"wide"`` — :class:`WideRefinement`, ``n`` 5x5 convs, one 3x3 and one 1x1 (ReLU
+     between, sigmoid out) with ``n`` chosen so the receptive field is exactly ``K``.
+     Self-convolution turns a motion streak or a flat disk into a smooth blob (NOTES.md,
+     error budget), and undoing that needs the whole kernel in view. Fitted alone on
+     the same frozen sf 2 FFT-2 outputs it reached a clearly lower validation L1 than
+     the paper's (NOTES.md, "refinement capacity").
+
+   Both configs use ``"paper"`` (the architecture the shipped weights were trained
+   with); ``mkn train --refine-arch wide`` trains the other.
 
 Input size: the network is fully convolutional and FFT-1 solves one least-squares
 problem over the whole image, so any ``H, W >= 3 K`` works as is (no crop or tiling)
@@ -54,6 +67,7 @@ class KernelNetConfig:
     self_convolutions: int | None = None  # c, spectrum power in FFT-2 (sf^2)
     lambda_init: float = 1e-4       # FFT-1 regulariser per pixel (learned, log-parametrised)
     border: int = 6                 # px zeroed at the image edge before FFT-1
+    refine_arch: str | None = None  # "paper" or "wide" (see above; None = mobile's per-sf choice)
     refine: bool = True             # False: FFT-1/FFT-2 output only (the ablation)
     spectral_backend: str = "torch"
 
@@ -61,12 +75,13 @@ class KernelNetConfig:
         """Fill the per-sf defaults."""
         return replace(self,
                        klr_size=self.klr_size or {2: 9, 3: 7, 4: 7}[sf],
-                       self_convolutions=self.self_convolutions or sf * sf)
+                       self_convolutions=self.self_convolutions or sf * sf,
+                       refine_arch=self.refine_arch or {2: "paper", 3: "paper", 4: "paper"}[sf])
 
 
 CONFIGS = {
     "mobile": KernelNetConfig(grad_channels=24, refine_channels=16),
-    "paper": KernelNetConfig(grad_channels=128, refine_channels=64),
+    "paper": KernelNetConfig(grad_channels=128, refine_channels=64, refine_arch="paper"),
 }
 
 
@@ -157,6 +172,26 @@ class Refinement(nn.Module):
         return normalize_sum(torch.sigmoid(self.conv3(h)))
 
 
+class WideRefinement(nn.Module):
+    """``(B, 1, K, K)`` coarse kernel -> refined kernel, sum 1: ``(K - 3) / 4`` 5x5 convs,
+    a 3x3 and a 1x1 (ReLU between, sigmoid out), receptive field exactly ``K``."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        if (kernel_size - 3) % 4:
+            raise ValueError(f"no stack of 5x5 convs + a 3x3 spans exactly K = {kernel_size}")
+        sizes = [5] * ((kernel_size - 3) // 4) + [3, 1]
+        widths = [1] + [channels] * (len(sizes) - 1) + [1]
+        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, k, padding=k // 2)
+                                   for cin, cout, k in zip(widths[:-1], widths[1:], sizes))
+
+    def forward(self, k: torch.Tensor) -> torch.Tensor:
+        h = k / (k.amax(dim=(-2, -1), keepdim=True) + EPS)
+        for conv in self.convs[:-1]:
+            h = torch.relu(conv(h))
+        return normalize_sum(torch.sigmoid(self.convs[-1](h)))
+
+
 class KernelNet(nn.Module):
     """``(B, 1, H, W)`` LR luma in [0, 1] -> ``(B, 1, K, K)`` SR kernel (sum 1)."""
 
@@ -169,7 +204,10 @@ class KernelNet(nn.Module):
         self.gradient = GradientEstimator(cfg.grad_channels)
         self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, cfg.lambda_init, cfg.border)
         self.fft2 = FFT2(self.spectral, self.kernel_size, cfg.self_convolutions)
-        self.refine = Refinement(cfg.refine_channels)
+        if cfg.refine_arch not in ("paper", "wide"):
+            raise ValueError(f"refine_arch must be 'paper' or 'wide', not {cfg.refine_arch!r}")
+        self.refine = (WideRefinement(cfg.refine_channels, self.kernel_size) if cfg.refine_arch == "wide"
+                       else Refinement(cfg.refine_channels))
         self.use_refinement = cfg.refine
 
     def set_spectral_backend(self, backend: str) -> "KernelNet":
