@@ -193,6 +193,10 @@ class WideRefinement(nn.Module):
         return normalize_sum(torch.sigmoid(self.convs[-1](h)))
 
 
+REFINEMENTS = {"paper": lambda channels, kernel_size: Refinement(channels), "wide": WideRefinement}
+"""``refine_arch`` -> builder ``(channels, K) -> module``."""
+
+
 class KernelNet(nn.Module):
     """``(B, 1, H, W)`` LR luma in [0, 1] -> ``(B, 1, K, K)`` SR kernel (sum 1)."""
 
@@ -205,10 +209,9 @@ class KernelNet(nn.Module):
         self.gradient = GradientEstimator(cfg.grad_channels)
         self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, cfg.lambda_init, cfg.border)
         self.fft2 = FFT2(self.spectral, self.kernel_size, cfg.self_convolutions)
-        if cfg.refine_arch not in ("paper", "wide"):
-            raise ValueError(f"refine_arch must be 'paper' or 'wide', not {cfg.refine_arch!r}")
-        self.refine = (WideRefinement(cfg.refine_channels, self.kernel_size) if cfg.refine_arch == "wide"
-                       else Refinement(cfg.refine_channels))
+        if cfg.refine_arch not in REFINEMENTS:
+            raise ValueError(f"refine_arch must be one of {sorted(REFINEMENTS)}, not {cfg.refine_arch!r}")
+        self.refine = REFINEMENTS[cfg.refine_arch](cfg.refine_channels, self.kernel_size)
         self.use_refinement = cfg.refine
 
     def set_spectral_backend(self, backend: str) -> "KernelNet":
