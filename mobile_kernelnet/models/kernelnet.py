@@ -31,9 +31,8 @@
      the same frozen sf 2 FFT-2 outputs it reached a clearly lower validation L1 than
      the paper's (NOTES.md, "refinement capacity").
 
-   The ``mobile`` config uses ``"wide"`` at sf 2 and 3 and ``"paper"`` at sf 4 (the
-   architectures its shipped weights were trained with; sf 4 has not been retrained
-   with ``"wide"`` yet); the ``paper`` config uses ``"paper"``.
+   The ``mobile`` config uses ``"wide"`` (its shipped weights at every sf were trained
+   with it); the ``paper`` config uses ``"paper"``.
 
 Input size: the network is fully convolutional and FFT-1 solves one least-squares
 problem over the whole image, so any ``H, W >= 3 K`` works as is (no crop or tiling)
@@ -68,7 +67,7 @@ class KernelNetConfig:
     self_convolutions: int | None = None  # c, spectrum power in FFT-2 (sf^2)
     lambda_init: float = 1e-4       # FFT-1 regulariser per pixel (learned, log-parametrised)
     border: int = 6                 # px zeroed at the image edge before FFT-1
-    refine_arch: str | None = None  # "paper" or "wide" (see above; None = mobile's per-sf choice)
+    refine_arch: str = "wide"       # "paper" or "wide" (see above)
     refine: bool = True             # False: FFT-1/FFT-2 output only (the ablation)
     spectral_backend: str = "torch"
 
@@ -76,8 +75,7 @@ class KernelNetConfig:
         """Fill the per-sf defaults."""
         return replace(self,
                        klr_size=self.klr_size or {2: 9, 3: 7, 4: 7}[sf],
-                       self_convolutions=self.self_convolutions or sf * sf,
-                       refine_arch=self.refine_arch or {2: "wide", 3: "wide", 4: "paper"}[sf])
+                       self_convolutions=self.self_convolutions or sf * sf)
 
 
 CONFIGS = {
