@@ -576,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="S2K: weight of the hinge keeping the kernel map out of softplus' dead zone (default 0)")
     r.add_argument("--fft1-threshold", type=float, default=None,
                    help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's, 0.05)")
-    r.add_argument("--refine-arch", choices=("paper", "wide"), default=None,
+    r.add_argument("--refine-arch", choices=("paper", "wide", "wide-residual"), default=None,
                    help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
     r.set_defaults(func=cmd_train)
     return p

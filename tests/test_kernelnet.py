@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mobile_kernelnet.kernels import gaussian_kernel, kernel_size
-from mobile_kernelnet.models.kernelnet import CONFIGS, FFT1, FFT2, KernelNet, WideRefinement, image_gradients
+from mobile_kernelnet.models.kernelnet import (CONFIGS, FFT1, FFT2, REFINEMENTS, KernelNet, ResidualWideRefinement,
+                                                WideRefinement, image_gradients)
 from mobile_kernelnet.spectral import Spectral
 
 
@@ -13,7 +14,7 @@ def _variance_x(k: torch.Tensor) -> float:
     return float((k.double() * xs ** 2).sum())
 
 
-@pytest.mark.parametrize("arch", ["paper", "wide"])
+@pytest.mark.parametrize("arch", sorted(REFINEMENTS))
 @pytest.mark.parametrize("sf", [2, 3, 4])
 def test_stage_shapes_and_invariants(sf, arch):
     torch.manual_seed(0)
@@ -34,6 +35,23 @@ def test_wide_refinement_sees_the_whole_kernel(sf):
     convs = KernelNet(sf, replace(CONFIGS["mobile"], refine_arch="wide")).refine.convs
     assert 1 + sum(c.kernel_size[0] - 1 for c in convs) == K  # receptive field exactly K x K
     assert [c.kernel_size[0] for c in convs][-2:] == [3, 1]
+
+
+def test_residual_refinement_starts_as_the_identity_and_learns():
+    torch.manual_seed(0)
+    ref = ResidualWideRefinement(8, 15)
+    coarse = torch.rand(3, 1, 15, 15)
+    coarse = coarse / coarse.sum(dim=(-2, -1), keepdim=True)
+    assert torch.allclose(ref(coarse), coarse, atol=1e-6)
+    target = torch.zeros(3, 15, 15)
+    target[:, 7, 7] = 1  # a delta: the coarse kernel is far from it
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-2)
+    loss0 = (ref(coarse)[:, 0] - target).abs().sum()
+    for _ in range(30):
+        opt.zero_grad()
+        (ref(coarse)[:, 0] - target).abs().sum().backward()
+        opt.step()
+    assert (ref(coarse)[:, 0] - target).abs().sum() < 0.8 * loss0
 
 
 def test_unknown_refinement_is_refused():
