@@ -158,6 +158,11 @@ class FFT2(nn.Module):
         return normalize_sum(centered_crop_from_circular(k, self.out_size))
 
 
+def scale_to_peak_one(k: torch.Tensor) -> torch.Tensor:
+    """``(..., K, K)`` kernels scaled so each map's largest tap is 1 (the refinements' input)."""
+    return k / (k.amax(dim=(-2, -1), keepdim=True) + EPS)
+
+
 class Refinement(nn.Module):
     """``(B, 1, K, K)`` coarse kernel -> refined kernel, sum 1 (3x3, 3x3, 1x1 convs, sigmoids)."""
 
@@ -168,8 +173,7 @@ class Refinement(nn.Module):
         self.conv3 = nn.Conv2d(channels, 1, 1)
 
     def forward(self, k: torch.Tensor) -> torch.Tensor:
-        h = k / (k.amax(dim=(-2, -1), keepdim=True) + EPS)
-        h = torch.sigmoid(self.conv1(h))
+        h = torch.sigmoid(self.conv1(scale_to_peak_one(k)))
         h = torch.sigmoid(self.conv2(h))
         return normalize_sum(torch.sigmoid(self.conv3(h)))
 
@@ -187,11 +191,15 @@ class WideRefinement(nn.Module):
         self.convs = nn.ModuleList(nn.Conv2d(cin, cout, k, padding=k // 2)
                                    for cin, cout, k in zip(widths[:-1], widths[1:], sizes))
 
-    def forward(self, k: torch.Tensor) -> torch.Tensor:
-        h = k / (k.amax(dim=(-2, -1), keepdim=True) + EPS)
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv's output for the peak-1 coarse kernel ``x`` (before the output rule)."""
+        h = x
         for conv in self.convs[:-1]:
             h = torch.relu(conv(h))
-        return normalize_sum(torch.sigmoid(self.convs[-1](h)))
+        return self.convs[-1](h)
+
+    def forward(self, k: torch.Tensor) -> torch.Tensor:
+        return normalize_sum(torch.sigmoid(self.head(scale_to_peak_one(k))))
 
 
 class ResidualWideRefinement(WideRefinement):
@@ -205,11 +213,8 @@ class ResidualWideRefinement(WideRefinement):
         nn.init.zeros_(self.convs[-1].bias)
 
     def forward(self, k: torch.Tensor) -> torch.Tensor:
-        x = k / (k.amax(dim=(-2, -1), keepdim=True) + EPS)
-        h = x
-        for conv in self.convs[:-1]:
-            h = torch.relu(conv(h))
-        return normalize_sum(x + self.convs[-1](h))
+        x = scale_to_peak_one(k)
+        return normalize_sum(x + self.head(x))
 
 
 REFINEMENTS = {"paper": lambda channels, kernel_size: Refinement(channels), "wide": WideRefinement,
