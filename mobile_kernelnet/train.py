@@ -405,13 +405,15 @@ class Trainer:
         return val
 
     def ship(self) -> Path:
-        """Copy ``best.pt`` (state dict only), the log and a record of the run (with the one
-        command that reproduces it) to the package's weights folder; returns the weights path."""
+        """Copy ``best.pt`` (the state dict, plus the model's config that
+        :func:`models.registry.load_pretrained` builds it from), the log and a record of the
+        run (with the one command that reproduces it) to the package's weights folder;
+        returns the weights path."""
         dest = weights_path(self.cfg.shipped_name, self.cfg.config, self.cfg.sf)
         dest.parent.mkdir(parents=True, exist_ok=True)
         best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=True)
         with atomic_output(dest) as tmp:
-            torch.save({"model": best["model"]}, tmp)
+            torch.save({"model": best["model"], "model_config": asdict(self.model.config)}, tmp)
         with atomic_output(dest.with_suffix(".log")) as tmp:
             tmp.write_bytes((self.out / "log.jsonl").read_bytes())
         record = {"command": canonical_command(self.cfg), "seed": self.cfg.seed, "train_config": asdict(self.cfg),

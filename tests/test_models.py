@@ -37,7 +37,12 @@ def test_shipped_weights_load_with_their_record(name, config, sf):
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["command"].startswith(f"mkn train {name} --sf {sf}") and "seed" in record
     assert path.with_suffix(".log").stat().st_size > 0 and path.stat().st_size < 5e6
-    assert not create_model(name, sf, config).training
+    model = create_model(name, sf, config)
+    assert not model.training
+    if name == "kernelnet":  # the architecture the run trained, not just the config's default
+        train_cfg = record["train_config"]
+        assert model.config.refine_arch == train_cfg["refine_arch"] or train_cfg["refine_arch"] is None
+        assert model.config.threshold == train_cfg["fft1_threshold"]
 
 
 @pytest.mark.parametrize("name,config", SHIPPED)

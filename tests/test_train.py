@@ -135,6 +135,28 @@ def test_refine_stage_fits_only_the_refinement_on_cached_fft2_outputs(tmp_path):
     assert any(k.startswith("refine.convs.") for k in best["model"])  # the wide refinement was saved
 
 
+def test_shipped_weights_rebuild_the_architecture_they_were_trained_with(tmp_path, monkeypatch):
+    """The residual and the plain wide refinement have the same state-dict keys, so the
+    file has to carry the architecture: loading must not fall back to the config's."""
+    from mobile_kernelnet.models import create_model, registry
+    from mobile_kernelnet.models.kernelnet import ResidualWideRefinement
+
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
+    t = Trainer(TrainConfig(model="kernelnet", refine_arch="wide-residual", fft1_threshold=0.1, **TINY),
+                tmp_path / "run")
+    t.run()
+    t.ship()
+    loaded = create_model("kernelnet", 2, "mobile")
+    assert isinstance(loaded.refine, ResidualWideRefinement) and loaded.config.threshold == 0.1
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    t.model.load_state_dict(best["model"])
+    x = torch.rand(1, 1, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(loaded(x), t.model.eval()(x), atol=1e-6)
+        ablation = create_model("kernelnet-norefine", 2, "mobile")
+        assert torch.allclose(ablation(x), t.model.stages(x)["k_coarse"], atol=1e-6)
+
+
 def test_refine_stage_will_not_resume_without_its_cache(tmp_path):
     cut = Trainer(TrainConfig(model="kernelnet", **TINY, **{**REFINE, "refine_steps": 1}), tmp_path / "run")
     cut.run()

@@ -53,7 +53,7 @@ from torch import nn
 from ..kernels import kernel_size
 from ..spectral import (Spectral, abs2, cdiv_real, circular_from_centered, cmul, conj, cpow,
                         centered_crop_from_circular)
-from .registry import load_weights, register_model, weights_path
+from .registry import load_pretrained, register_model, weights_path
 
 EPS = 1e-12
 
@@ -261,10 +261,12 @@ class KernelNet(nn.Module):
 
 def build_kernelnet(sf: int, config: str, pretrained: bool, refine: bool = True) -> KernelNet:
     """KernelNet ``config`` at ``sf``; shipped weights when ``pretrained``."""
-    model = KernelNet(sf, replace(CONFIGS[config], refine=refine))
+    def make(cfg: KernelNetConfig) -> KernelNet:
+        return KernelNet(sf, replace(cfg, refine=refine))
+
     if pretrained:
-        load_weights(model, weights_path("kernelnet", config, sf))
-    return model
+        return load_pretrained(make, CONFIGS[config], weights_path("kernelnet", config, sf))
+    return make(CONFIGS[config])
 
 
 @register_model("kernelnet", configs=tuple(CONFIGS))

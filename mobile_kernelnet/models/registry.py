@@ -11,9 +11,9 @@ A builder is ``fn(sf: int, config: str, pretrained: bool) -> nn.Module``;
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -74,11 +74,17 @@ def weights_path(name: str, config: str, sf: int) -> Path:
     return WEIGHTS_DIR / f"{name}_{config}_sf{sf}.pt"
 
 
-def load_weights(model: nn.Module, path: Path) -> nn.Module:
-    """Load a state dict saved by the training script into ``model``."""
+def load_pretrained(make: Callable[[Any], nn.Module], config: Any, path: Path) -> nn.Module:
+    """``make(cfg)`` with the shipped weights at ``path`` loaded, where ``cfg`` is the
+    architecture they were trained with: ``config`` (a config dataclass) updated by the
+    ``model_config`` the training script stores beside the state dict. Files shipped
+    before it stored one use ``config`` as is. Options such as ``--refine-arch`` change
+    the architecture without changing the state-dict keys, so the file, not the named
+    config, has to say which architecture it holds."""
     if not path.is_file():
         raise FileNotFoundError(f"no weights at {path}; train them with `mkn train` "
                                 f"(see {path.parent / 'README.md'})")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"] if "model" in state else state)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = make(replace(config, **saved.get("model_config", {})))
+    model.load_state_dict(saved["model"])
     return model

@@ -30,7 +30,7 @@ from torch import nn
 from ..kernels import kernel_size
 from ..spectral import Spectral, centered_crop_from_circular
 from .kernelnet import normalize_sum
-from .registry import load_weights, register_model, weights_path
+from .registry import load_pretrained, register_model, weights_path
 
 
 @dataclass(frozen=True)
@@ -178,10 +178,9 @@ def total_variation(k: torch.Tensor) -> torch.Tensor:
 
 
 def _build(name: str, sf: int, config: str, pretrained: bool) -> S2K:
-    model = S2K(sf, CONFIGS[config])
     if pretrained:
-        load_weights(model, weights_path(name, config, sf))
-    return model
+        return load_pretrained(lambda cfg: S2K(sf, cfg), CONFIGS[config], weights_path(name, config, sf))
+    return S2K(sf, CONFIGS[config])
 
 
 @register_model("s2k", configs=tuple(CONFIGS))
