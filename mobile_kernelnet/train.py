@@ -85,7 +85,7 @@ class TrainConfig:
     texture_prob: float = 0.0   # share of HR patches from procedural textures (taken from dead leaves' 0.5)
     live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
     fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
-    refine_arch: str | None = None  # KernelNet: "paper" or "wide" refinement (None = the config's)
+    refine_arch: str | None = None  # KernelNet: a key of kernelnet.REFINEMENTS (None = the config's)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
