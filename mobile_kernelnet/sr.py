@@ -52,7 +52,7 @@ class SRConfig:
 
     iterations: int = 8
     sigma_start: float = 0.05
-    sigma_end: float = 0.01
+    sigma_end: float = 0.02
     mu: float = 1e-6
     denoiser: str = "tv"
 
