@@ -85,6 +85,8 @@ def load_pretrained(make: Callable[[Any], nn.Module], config: Any, path: Path) -
         raise FileNotFoundError(f"no weights at {path}; train them with `mkn train` "
                                 f"(see {path.parent / 'README.md'})")
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise ValueError(f"{path} is not a weights file written by `mkn train --ship` (no 'model' state dict)")
     model = make(replace(config, **saved.get("model_config", {})))
     model.load_state_dict(saved["model"])
     return model
