@@ -155,9 +155,12 @@ def test_shipped_weights_rebuild_the_architecture_they_were_trained_with(tmp_pat
         assert torch.allclose(loaded(x), t.model.eval()(x), atol=1e-6)
         ablation = create_model("kernelnet-norefine", 2, "mobile")
         assert torch.allclose(ablation(x), t.model.stages(x)["k_coarse"], atol=1e-6)
-    torch.save(best["model"], registry.weights_path("kernelnet", "mobile", 2))  # a bare state dict
-    with pytest.raises(ValueError, match="not a weights file"):
-        create_model("kernelnet", 2, "mobile")
+    path = registry.weights_path("kernelnet", "mobile", 2)
+    for write in (lambda: torch.save(best["model"], path),  # a bare state dict
+                  lambda: path.write_bytes(b"not a checkpoint")):
+        write()
+        with pytest.raises(ValueError, match="not a weights file"):
+            create_model("kernelnet", 2, "mobile")
 
 
 def test_refine_stage_will_not_resume_without_its_cache(tmp_path):

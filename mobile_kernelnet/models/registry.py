@@ -11,6 +11,7 @@ A builder is ``fn(sf: int, config: str, pretrained: bool) -> nn.Module``;
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -84,9 +85,13 @@ def load_pretrained(make: Callable[[Any], nn.Module], config: Any, path: Path) -
     if not path.is_file():
         raise FileNotFoundError(f"no weights at {path}; train them with `mkn train` "
                                 f"(see {path.parent / 'README.md'})")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    not_weights = f"{path} is not a weights file written by `mkn train --ship`"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{not_weights} ({type(e).__name__})") from None
     if not isinstance(saved, dict) or "model" not in saved:
-        raise ValueError(f"{path} is not a weights file written by `mkn train --ship` (no 'model' state dict)")
+        raise ValueError(f"{not_weights} (no 'model' state dict)")
     model = make(replace(config, **saved.get("model_config", {})))
     model.load_state_dict(saved["model"])
     return model
