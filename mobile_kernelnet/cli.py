@@ -578,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's, 0.05)")
     r.add_argument("--refine-arch", choices=("paper", "wide", "wide-residual"), default=None,
                    help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
+    r.add_argument("--grad-arch", choices=("dense", "separable"), default=None,
+                   help="KernelNet: gradient-estimator convolutions (default: the config's; see models/kernelnet.py)")
+    r.add_argument("--camera", action="store_true", default=None,
+                   help="train and validate on the camera degradation (sensor noise + JPEG, see camera.py)")
     r.set_defaults(func=cmd_train)
     return p
 

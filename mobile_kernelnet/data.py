@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from skimage.transform import rescale
 
+from .camera import CameraRanges, camera_torch
 from .degrade import degrade_torch, quantize_8bit
 from .color import to_gray
 from .gallery import refuse_test_image
@@ -161,13 +162,22 @@ class HRPatchSampler:
         return torch.from_numpy(np.stack([self() for _ in range(n)]))[:, None]
 
 
-def training_batch(sampler: HRPatchSampler, pool: KernelPool, n: int,
-                   noise_max: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def training_batch(sampler: HRPatchSampler, pool: KernelPool, n: int, noise_max: float = 0.0,
+                   camera: CameraRanges | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` fresh pairs: ``(lr (n,1,P/sf,P/sf), hr (n,1,P,P), kernels (n,K,K))``, kernels
-    from ``pool``, noise sigma U(0, noise_max) per image, LR quantised to 8 bits
-    as a camera JPEG/PNG would be."""
+    from ``pool``. Each LR image gets white noise of sigma U(0, noise_max) and 8-bit
+    quantisation (the lab degradation) or, with ``camera``, the camera degradation of
+    :mod:`camera` with parameters drawn per image (its ``clean_prob`` share keeps the lab one)."""
     hr = sampler.batch(n)
     k = torch.from_numpy(pool.sample(sampler.rng, n))
     sigma = torch.from_numpy(sampler.rng.uniform(0, noise_max, n).astype(np.float32))
     gen = torch.Generator().manual_seed(int(sampler.rng.integers(2 ** 31)))
-    return quantize_8bit(degrade_torch(hr, k, pool.sf, sigma, generator=gen)), hr, k
+    if camera is None:
+        return quantize_8bit(degrade_torch(hr, k, pool.sf, sigma, generator=gen)), hr, k
+    clean = degrade_torch(hr, k, pool.sf)
+    lr = quantize_8bit(clean + torch.randn(clean.shape, generator=gen) * sigma.reshape(-1, 1, 1, 1))
+    draws = [camera.draw(sampler.rng) for _ in range(n)]
+    idx = [i for i, p in enumerate(draws) if p is not None]
+    if idx:
+        lr[idx] = camera_torch(clean[idx], [draws[i] for i in idx], gen)
+    return lr, hr, k

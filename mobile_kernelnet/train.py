@@ -55,6 +55,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .camera import TRAINING_RANGES, camera_torch
 from .data import HRPatchSampler, training_batch
 from .degrade import decimate, degrade_torch, quantize_8bit
 from .imio import atomic_output
@@ -86,6 +87,8 @@ class TrainConfig:
     live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
     fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
     refine_arch: str | None = None  # KernelNet: a key of kernelnet.REFINEMENTS (None = the config's)
+    grad_arch: str | None = None    # KernelNet: a key of kernelnet.GRADIENT_ARCHS (None = the config's)
+    camera: bool = False        # camera degradation (camera.TRAINING_RANGES) for training and validation
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -143,6 +146,8 @@ class KernelNetRecipe(Recipe):
             mcfg = replace(mcfg, threshold=cfg.fft1_threshold)
         if cfg.refine_arch is not None:
             mcfg = replace(mcfg, refine_arch=cfg.refine_arch)
+        if cfg.grad_arch is not None:
+            mcfg = replace(mcfg, grad_arch=cfg.grad_arch)
         self.model = kn.KernelNet(cfg.sf, mcfg)
         self.nets = {"model": self.model}
         self.stages = ("pretrain", "e2e") + (("refine",) if cfg.refine_steps else ())
@@ -280,7 +285,8 @@ class Trainer:
         self.pool = self._training_pool()
         self.sampler = HRPatchSampler(cfg.sf * cfg.patch_lr, self.rng, dead_leaves_prob=0.5 - cfg.texture_prob,
                                       bank_size=cfg.bank_size, texture_prob=cfg.texture_prob)
-        self.val = self._validation_set()
+        self.val = self._validation_set(cfg.camera)
+        self.val_clean = self._validation_set(False) if cfg.camera else None
         self.stage, self.step = self.recipe.stages[0], 0
         self.best_val = math.inf
         self.opts = self.recipe.optimizers(self.stage)
@@ -303,25 +309,44 @@ class Trainer:
             return pool
         return KernelPool.concat([pool, KernelPool.extended_from_sf2(KernelPool.generate(2, n_ext, self.rng), cfg.sf)])
 
-    def _validation_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+    def _validation_set(self, camera: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+        """``val_size`` fixed pairs from the training sources (seed ``seed + 1``): the lab
+        degradation, or with ``camera`` the camera mix of :data:`camera.TRAINING_RANGES`."""
         rng = np.random.default_rng(self.cfg.seed + 1)
         pool = KernelPool.generate(self.cfg.sf, self.cfg.val_size, rng)
         hr = HRPatchSampler(self.cfg.sf * self.cfg.patch_lr, rng, bank_size=8).batch(self.cfg.val_size)
         k = torch.from_numpy(pool.kernels)
         lr = quantize_8bit(degrade_torch(hr, k, self.cfg.sf))
+        if camera:
+            draws = [TRAINING_RANGES.draw(rng) for _ in range(len(lr))]
+            idx = [i for i, p in enumerate(draws) if p is not None]
+            gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+            lr[idx] = camera_torch(degrade_torch(hr[idx], k[idx], self.cfg.sf), [draws[i] for i in idx], gen)
         return lr, hr, k, pool.families
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``batch`` fresh training pairs (see :func:`data.training_batch`)."""
-        return training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max)
+        return training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max,
+                              TRAINING_RANGES if self.cfg.camera else None)
 
     # -- validation, logging, checkpoints ---------------------------------------
     @torch.no_grad()
     def validate(self) -> dict:
         """Mean kernel L1 (overall and per family) on the fixed validation set, plus the
-        recipe's extra measures (KernelNet: FFT-2 output L1, gradient L1)."""
+        recipe's extra measures (KernelNet: FFT-2 output L1, gradient L1). A camera run
+        also reports ``val_clean_l1`` on the lab-degradation set (the model selection uses
+        ``val_l1``, the camera set's)."""
         self.model.eval()
-        lr, hr, k, fams = self.val
+        vals = self._scores(self.val)
+        res = {f"val_{name}": float(v.mean()) for name, v in vals.items()}
+        res.update({f"val_l1_{f}": float(vals["l1"][self.val[3] == f].mean()) for f in FAMILIES})
+        if self.val_clean is not None:
+            res["val_clean_l1"] = float(self._scores(self.val_clean)["l1"].mean())
+        self.model.train()
+        return res
+
+    def _scores(self, val: tuple) -> dict[str, np.ndarray]:
+        lr, hr, k, _ = val
         cols: dict[str, list] = {}
         for i in range(0, len(lr), 32):
             out = self.model.stages(lr[i:i + 32])
@@ -329,11 +354,7 @@ class Trainer:
                      **self.recipe.val_extras(out, k[i:i + 32], hr[i:i + 32])}
             for name, v in batch.items():
                 cols.setdefault(name, []).append(v)
-        self.model.train()
-        vals = {name: torch.cat(v).numpy() for name, v in cols.items()}
-        res = {f"val_{name}": float(v.mean()) for name, v in vals.items()}
-        res.update({f"val_l1_{f}": float(vals["l1"][fams == f].mean()) for f in FAMILIES})
-        return res
+        return {name: torch.cat(v).numpy() for name, v in cols.items()}
 
     def _log(self, record: dict) -> None:
         with open(self.out / "log.jsonl", "a") as f:
@@ -428,15 +449,16 @@ class Trainer:
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
-               "refine_arch")
+               "refine_arch", "grad_arch", "camera")
 
 
 def canonical_command(cfg: TrainConfig) -> str:
     """The one command that reproduces ``cfg`` from scratch (options left at their
     defaults are omitted)."""
     default = TrainConfig()
-    extra = "".join(f" --{k.replace('_', '-')} {getattr(cfg, k)}" for k in CLI_OPTIONS
-                    if getattr(cfg, k) != getattr(default, k))
+    changed = [k for k in CLI_OPTIONS if getattr(cfg, k) != getattr(default, k)]
+    extra = "".join(f" --{k.replace('_', '-')}" + ("" if isinstance(getattr(cfg, k), bool) else f" {getattr(cfg, k)}")
+                    for k in changed)
     return f"mkn train {cfg.model} --sf {cfg.sf} --config {cfg.config}{extra} --ship"
 
 

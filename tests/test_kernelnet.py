@@ -110,3 +110,20 @@ def test_image_gradients():
     g = image_gradients(x)
     assert torch.equal(g[0, 0], torch.tensor([[1.0, 1, 1, 0]] * 3))
     assert torch.equal(g[0, 1], torch.tensor([[4.0] * 4, [4.0] * 4, [0.0] * 4]))
+
+
+def test_separable_gradient_estimator_is_cheaper_with_the_same_receptive_field():
+    from mobile_kernelnet.models.kernelnet import GradientEstimator
+    dense, sep = GradientEstimator(24, "dense"), GradientEstimator(24, "separable")
+    n = lambda m: sum(p.numel() for p in m.parameters())
+    assert n(sep) < n(dense) / 3
+    # an impulse spreads over the same 17 x 17 support (radius 4 + 0 + 1 + 2 + 0 + 1)
+    for net in (dense.double(), sep.double()):
+        for p in net.parameters():
+            torch.nn.init.constant_(p, 1e-2)
+        x = torch.zeros(1, 2, 41, 41, dtype=torch.float64)
+        x[0, :, 20, 20] = 1
+        support = (net(x)[0, 0] != net(torch.zeros_like(x))[0, 0]).nonzero()
+        assert support.min().item() == 12 and support.max().item() == 28
+    with pytest.raises(ValueError, match="grad_arch"):
+        GradientEstimator(24, "tiny")

@@ -66,12 +66,14 @@ def test_canonical_command_round_trips_through_the_cli():
     from mobile_kernelnet.cli import build_parser
     from mobile_kernelnet.train import canonical_command
 
-    cfg = TrainConfig(model="s2k", sf=3, config="mobile", seed=7, steps=123, adv_weight=0.0, texture_prob=0.2)
+    cfg = TrainConfig(model="s2k", sf=3, config="mobile", seed=7, steps=123, adv_weight=0.0, texture_prob=0.2,
+                      camera=True)
     cmd = canonical_command(cfg)
     assert cmd.startswith("mkn train s2k --sf 3") and "--seed 7" in cmd and "--batch" not in cmd
+    assert "--camera" in cmd.split() and "True" not in cmd
     args = build_parser().parse_args(cmd.split()[1:])
-    assert (args.model, args.sf, args.seed, args.steps, args.adv_weight, args.texture_prob, args.ship) == \
-        ("s2k", 3, 7, 123, 0.0, 0.2, True)
+    assert (args.model, args.sf, args.seed, args.steps, args.adv_weight, args.texture_prob, args.camera,
+            args.ship) == ("s2k", 3, 7, 123, 0.0, 0.2, True, True)
 
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])
