@@ -89,15 +89,19 @@ def noise_std(signal: np.ndarray, a: float, b: float) -> np.ndarray:
     return np.sqrt(a * np.clip(signal, 0.0, 1.0) + b * b)
 
 
-def jpeg_roundtrip(img: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
-    """Encode ``(H, W)`` float in [0, 1] as an 8-bit gray JPEG at ``quality`` (libjpeg via
-    Pillow, 4:4:4, no optimisation tables) and decode it. Returns ``(decoded (H, W)
-    float32 in [0, 1], encoded size in bytes)``."""
+def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
+    """``(H, W)`` float in [0, 1] -> the bytes of an 8-bit gray JPEG at ``quality``
+    (libjpeg via Pillow, default tables)."""
     buf = io.BytesIO()
     Image.fromarray(to_uint8(img), mode="L").save(buf, format="JPEG", quality=int(quality))
-    size = buf.tell()
-    buf.seek(0)
-    return np.asarray(Image.open(buf), dtype=np.float32) / 255.0, size
+    return buf.getvalue()
+
+
+def jpeg_roundtrip(img: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
+    """:func:`encode_jpeg` then decode. Returns ``(decoded (H, W) float32 in [0, 1],
+    encoded size in bytes)``."""
+    data = encode_jpeg(img, quality)
+    return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, len(data)
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
@@ -105,11 +109,17 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def camera_np(lr: np.ndarray, params: CameraParams, rng: np.random.Generator) -> np.ndarray:
-    """Sensor noise, 8-bit quantisation and JPEG on a clean LR image. ``lr``: ``(h, w)``
-    float, ``(x ⊛ k)↓sf``; returns ``(h, w)`` float32 in [0, 1] (multiples of 1/255)."""
+def sensor_np(lr: np.ndarray, params: CameraParams, rng: np.random.Generator) -> np.ndarray:
+    """Sensor noise and 8-bit storage of a clean LR image ``(h, w)`` float (``(x ⊛ k)↓sf``):
+    ``(h, w)`` float32 multiples of 1/255 in [0, 1] (before any JPEG)."""
     noisy = lr + rng.standard_normal(lr.shape) * noise_std(lr, params.a, params.b)
-    stored = to_uint8(noisy).astype(np.float32) / 255.0
+    return to_uint8(noisy).astype(np.float32) / 255.0
+
+
+def camera_np(lr: np.ndarray, params: CameraParams, rng: np.random.Generator) -> np.ndarray:
+    """The whole camera degradation of a clean LR image: :func:`sensor_np`, then the JPEG
+    round trip if ``params`` has a quality. Returns ``(h, w)`` float32 in [0, 1]."""
+    stored = sensor_np(lr, params, rng)
     if params.jpeg_quality is None:
         return stored
     return jpeg_roundtrip(stored, params.jpeg_quality)[0]

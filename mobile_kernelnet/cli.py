@@ -335,8 +335,9 @@ def cmd_make_testset(args: argparse.Namespace) -> int:
     from .testset import make_testset
 
     for sf in args.sf:
-        dest = make_testset(sf, args.out, seed=args.seed, overwrite=args.overwrite)
-        print(f"wrote {dest}")
+        for split in ("clean", "camera") if args.camera else ("clean",):
+            dest = make_testset(sf, args.out, seed=args.seed, overwrite=args.overwrite, split=split)
+            print(f"wrote {dest}")
     return 0
 
 
@@ -344,6 +345,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import (SCHEMA, SCHEMA_SR, backend_agreement, evaluate_kernels, evaluate_sr, format_sr_table,
                            format_table, write_json)
     from .error_budget import SCHEMA as BUDGET_SCHEMA, error_budget, format_budget
+    from .testset import split_folder
 
     def score_kernels(sf: int, folder: Path) -> dict:
         res = evaluate_kernels(args.models, folder, progress=not args.quiet)
@@ -352,7 +354,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return res
 
     def score_sr(sf: int, folder: Path) -> dict:
-        figure = args.json.with_name(f"{args.json.stem}_sf{sf}.png") if args.json else None
+        figure = args.json.with_name(f"{args.json.stem}_{folder.name}.png") if args.json else None
         return evaluate_sr(args.models, folder, figure=figure, progress=not args.quiet)
 
     def score_budget(sf: int, folder: Path) -> dict:
@@ -365,7 +367,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           (score_kernels, format_table, SCHEMA))
     results = []
     for sf in args.sf:
-        results.append(score(sf, args.testset / f"sf{sf}"))
+        results.append(score(sf, split_folder(args.testset, sf, args.split)))
         print(fmt(results[-1]) + "\n")
     if args.json:
         write_json({"schema": schema, "results": results}, args.json)
@@ -522,11 +524,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--overwrite", action="store_true", help="rebuild an existing set")
+    t.add_argument("--camera", action="store_true",
+                   help="also write the camera split OUT/sf{N}-camera/ (sensor noise + JPEG at three levels)")
     t.set_defaults(func=cmd_make_testset)
 
     v = sub.add_parser("eval", help="score estimators on the test set (JSON + table)")
     v.add_argument("--testset", type=Path, required=True, help="folder made by make-testset")
     v.add_argument("--sf", type=int, nargs="+", choices=(2, 3, 4), default=[2, 3, 4])
+    v.add_argument("--split", choices=("clean", "camera"), default="clean",
+                   help="test split: clean (sf{N}/) or camera (sf{N}-camera/, reported per level)")
     v.add_argument("--models", nargs="+", default=["fixed-gaussian"], help="name or name:config")
     v.add_argument("--json", type=Path, help="write the report here")
     v.add_argument("--quiet", action="store_true", help="no progress bars")

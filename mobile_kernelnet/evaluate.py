@@ -6,10 +6,13 @@ Output schema ``mkn-eval/1``::
      "results": [{"sf": 2, "testset": {"path", "manifest_sha256", "n"},
                   "models": {"<name>[:<config>]": {
                       "families": {"gaussian": {"n", "l1", "l1_shifted", "d_v", "d_s"}, ...},
-                      "overall": {...same keys...}}},
-                  "per_image": [{"model", "stem", "family", "l1", "l1_shifted", "d_v", "d_s"}]}]}
+                      "overall": {...same keys...},
+                      "levels": {"low": {"families": ..., "overall": ...}, ...}}},  # camera split only
+                  "per_image": [{"model", "stem", "family", "level", "l1", "l1_shifted", "d_v", "d_s"}]}]}
 
-Each metric is the mean over images (see :mod:`metrics` for the definitions).
+Each metric is the mean over images (see :mod:`metrics` for the definitions). The SR
+report (``mkn-eval-sr/1``) groups the same way: per method, per family and overall, and
+on the camera split per level too.
 """
 from __future__ import annotations
 
@@ -50,19 +53,28 @@ def evaluate_kernels(model_specs: list[str], testset_dir: str | Path, progress: 
         for e in tqdm(entries, desc=f"{spec} sf{sf}", disable=not progress, leave=False):
             k_est = estimate(e.lr(), sf=sf, model=name, config=config)
             k_gt = e.kernel()
-            row = {"model": spec, "stem": e.stem, "family": e.family}
+            row = {"model": spec, "stem": e.stem, "family": e.family, "level": e.level}
             row.update({m: fn(k_est, k_gt) for m, fn in KERNEL_METRICS.items()})
             per_image.append(row)
-    models = {}
-    for spec in model_specs:
-        rows = [r for r in per_image if r["model"] == spec]
-        fams = sorted({r["family"] for r in rows}, key=lambda f: FAMILIES.index(f))
-        models[spec] = {"families": {f: _summary([r for r in rows if r["family"] == f]) for f in fams},
-                        "overall": _summary(rows)}
-    return {"sf": sf,
+    models = {spec: _grouped([r for r in per_image if r["model"] == spec], _summary) for spec in model_specs}
+    return {"sf": sf, "split": manifest["split"],
             "testset": {"path": str(testset_dir), "n": len(entries),
                         "manifest_sha256": sha256(Path(testset_dir) / "manifest.json")},
             "models": models, "per_image": per_image}
+
+
+def _grouped(rows: list[dict], summary) -> dict:
+    """``{"families": {f: summary}, "overall": summary}`` of ``rows``, plus the same per
+    camera level under ``"levels"`` when the rows have levels."""
+    def by_family(rs: list[dict]) -> dict:
+        fams = [f for f in FAMILIES if any(r["family"] == f for r in rs)]
+        return {"families": {f: summary([r for r in rs if r["family"] == f]) for f in fams}, "overall": summary(rs)}
+
+    out = by_family(rows)
+    levels = list(dict.fromkeys(r["level"] for r in rows if r.get("level")))
+    if levels:
+        out["levels"] = {lv: by_family([r for r in rows if r["level"] == lv]) for lv in levels}
+    return out
 
 
 def backend_agreement(spec: str, testset_dir: str | Path) -> dict | None:
@@ -110,45 +122,54 @@ def evaluate_sr(model_specs: list[str], testset_dir: str | Path, figure: str | P
                     name, config_name = parse_model_spec(spec)
                     k = estimate(lr, sf=sf, model=name, config=config_name)
                 out = super_resolve_luma(lr, k, sf, config)
-            rows.append({"method": method, "stem": e.stem, "family": e.family,
+            rows.append({"method": method, "stem": e.stem, "family": e.family, "level": e.level,
                          "psnr": psnr(out, hr, sf), "ssim": ssim(out, hr, sf)})
             outputs[method] = out
         if e.family not in shown:
             shown[e.family] = (e.stem, hr, outputs)
-    summary = {}
-    for method in methods:
-        mine = [r for r in rows if r["method"] == method]
-        groups = {f: [r for r in mine if r["family"] == f] for f in FAMILIES}
-        groups["overall"] = mine
-        summary[method] = {g: {"n": len(rs), "psnr": float(np.mean([r["psnr"] for r in rs])),
-                               "ssim": float(np.mean([r["ssim"] for r in rs]))} for g, rs in groups.items() if rs}
+    def sr_summary(rs: list[dict]) -> dict:
+        return {"n": len(rs), "psnr": float(np.mean([r["psnr"] for r in rs])),
+                "ssim": float(np.mean([r["ssim"] for r in rs]))}
+
+    summary = {method: _grouped([r for r in rows if r["method"] == method], sr_summary) for method in methods}
     if figure is not None:
         from .figures import sr_comparison
         sr_comparison(list(shown.values()), sf, figure)
-    return {"sf": sf, "testset": {"path": str(testset_dir), "n": len(entries)}, "sr_config": asdict(config),
+    return {"sf": sf, "split": manifest["split"], "testset": {"path": str(testset_dir), "n": len(entries)},
+            "sr_config": asdict(config),
             "methods": summary, "per_image": rows, "figure": str(figure) if figure else None}
 
 
+def _table_groups(m: dict) -> list[tuple[str, dict]]:
+    """``(label, {"families", "overall"})`` rows to print: all images, then each level."""
+    return [("all", m)] + list(m.get("levels", {}).items())
+
+
 def format_sr_table(result: dict) -> str:
-    """Mean PSNR / SSIM per method and family."""
-    groups = [g for g in (*FAMILIES, "overall") if g in next(iter(result["methods"].values()))]
-    head = f"{'method':<24}" + "".join(f" {g:>16}" for g in groups)
-    lines = [f"sf {result['sf']} — SR PSNR dB / SSIM (luma, {result['sf']}-px border cropped), "
-             f"{result['testset']['n']} images; higher is better", head, "-" * len(head)]
+    """Mean PSNR / SSIM per method and family (and per camera level)."""
+    groups = [*FAMILIES, "overall"]
+    head = f"{'method':<24} {'level':<7}" + "".join(f" {g:>16}" for g in groups)
+    lines = [f"sf {result['sf']} {result['split']} split — SR PSNR dB / SSIM (luma, {result['sf']}-px border "
+             f"cropped), {result['testset']['n']} images; higher is better", head, "-" * len(head)]
     for method, m in result["methods"].items():
-        lines.append(f"{method:<24}" + "".join(f" {m[g]['psnr']:>8.2f} / {m[g]['ssim']:.3f}" for g in groups))
+        for level, g in _table_groups(m):
+            cells = {**g["families"], "overall": g["overall"]}
+            lines.append(f"{method:<24} {level:<7}" + "".join(
+                f" {cells[c]['psnr']:>8.2f} / {cells[c]['ssim']:.3f}" if c in cells else f" {'-':>16}"
+                for c in groups))
     return "\n".join(lines)
 
 
 def format_table(result: dict) -> str:
-    """A readable table of one ``results`` item: a row per model and family."""
-    head = f"{'model':<22} {'family':<9} {'n':>3} {'L1':>7} {'L1-shift':>8} {'D_v':>9} {'D_s':>8}"
-    lines = [f"sf {result['sf']} — kernel error on {result['testset']['n']} test images "
+    """A readable table of one ``results`` item: a row per model, level and family."""
+    head = f"{'model':<22} {'level':<7} {'family':<9} {'n':>3} {'L1':>7} {'L1-shift':>8} {'D_v':>9} {'D_s':>8}"
+    lines = [f"sf {result['sf']} {result['split']} split — kernel error on {result['testset']['n']} test images "
              f"({result['testset']['path']}); lower is better", head, "-" * len(head)]
     for spec, m in result["models"].items():
-        for fam, s in list(m["families"].items()) + [("overall", m["overall"])]:
-            lines.append(f"{spec:<22} {fam:<9} {s['n']:>3} {s['l1']:>7.4f} {s['l1_shifted']:>8.4f} "
-                         f"{s['d_v']:>9.6f} {s['d_s']:>8.3f}")
+        for level, g in _table_groups(m):
+            for fam, s in list(g["families"].items()) + [("overall", g["overall"])]:
+                lines.append(f"{spec:<22} {level:<7} {fam:<9} {s['n']:>3} {s['l1']:>7.4f} {s['l1_shifted']:>8.4f} "
+                             f"{s['d_v']:>9.6f} {s['d_s']:>8.3f}")
     for b in result.get("backend_agreement", []):
         lines.append(f"{b['model']}: torch vs matmul spectral backend, max |dk| = {b['max_abs_diff']:.2e} "
                      f"over {b['n']} images")
