@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,19 @@ STATE_HELP = {
 }
 
 
+def _run_killing_group(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess | None:
+    """Run ``cmd`` in its own process group and return its result, or ``None`` after
+    killing the whole group (adb and anything it started) when ``timeout_s`` passes."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def parse_devices(text: str) -> list[Device]:
     """Devices from ``adb devices -l`` output."""
     devices = []
@@ -80,23 +94,24 @@ class Adb:
 
     def __init__(self, adb: str | Path | None = None, serial: str | None = None,
                  timeout_s: float = DEFAULT_TIMEOUT_S):
+        if not timeout_s > 0:
+            raise ValueError(f"adb timeout must be positive, got {timeout_s}")
         self.path, self.serial, self.timeout_s = find_adb(adb), serial, timeout_s
 
     def _run(self, args: list[str], timeout_s: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [self.path] + (["-s", self.serial] if self.serial else []) + args
         timeout = timeout_s or self.timeout_s
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        proc = _run_killing_group(cmd, timeout)
+        if proc is None:
             raise AdbTimeout(f"`adb {' '.join(args)}` did not finish in {timeout:.0f} s "
-                             "(a hung run or an unresponsive device)")
+                             "(a hung run or an unresponsive device); it was killed")
         gone = f"device '{self.serial}' not found" in proc.stderr or "no devices/emulators found" in proc.stderr
         if gone or "device offline" in proc.stderr:
             raise DeviceNotReady(f"device {self.serial or ''} disconnected or went offline during "
                                  f"`adb {' '.join(args[:2])}`: {proc.stderr.strip()}")
         if check and proc.returncode != 0:
-            raise AdbError(f"`adb {' '.join(args)}` failed (exit {proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()}")
+            output = (proc.stderr or proc.stdout).strip() or "no output"
+            raise AdbError(f"`{self.path} {' '.join(args)}` failed (exit {proc.returncode}): {output}")
         return proc
 
     def devices(self) -> list[Device]:

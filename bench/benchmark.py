@@ -20,6 +20,7 @@ in parity); ``floor_ms`` / ``ratio_to_floor`` see :mod:`bench.roofline`.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,3 +203,24 @@ def compare(records: list[dict], baseline: list[dict], max_slowdown: float, max_
             regressions.append(f"{name}: kernel L1 {b['kernel_l1']:.4f} -> {r['kernel_l1']:.4f} "
                                f"(+{r['kernel_l1'] - b['kernel_l1']:.4f} > {max_l1_increase})")
     return {"matched": matched, "regressions": regressions}
+
+
+def load_baseline(path: str | Path) -> list[dict]:
+    """The records of an earlier ``mkn bench`` / ``mkn android bench`` JSON, read before a
+    long run so a bad file fails fast: ValueError naming the file when it is not JSON, has
+    no ``records`` list, or its records lack the gate's keys (:data:`KEY`)."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--baseline {path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--baseline {path}: not a JSON file ({exc})") from None
+    records = report.get("records") if isinstance(report, dict) else None
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"--baseline {path}: no benchmark records in it (expected the --json output of "
+                         f"`mkn bench` or `mkn android bench`)")
+    missing = sorted({k for r in records for k in (*KEY, "status") if k not in r})
+    if missing:
+        raise ValueError(f"--baseline {path}: records lack {', '.join(missing)}")
+    return records

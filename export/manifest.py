@@ -64,9 +64,13 @@ def read_manifest(folder: str | Path, verify: bool = True) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no {MANIFEST}; is this a directory written by `mkn export`?")
-    manifest = json.loads(path.read_text())
-    if manifest.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: schema {manifest.get('schema')!r}, expected {SCHEMA!r}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); re-run `mkn export`") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ValueError(f"{path}: schema {found!r}, expected {SCHEMA!r}")
     if verify:
         for fmt, art in manifest["artifacts"].items():
             file = folder / art["file"]

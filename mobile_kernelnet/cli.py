@@ -11,6 +11,51 @@ SHADES = " .:-=+*#%@"
 EXPORT_FORMATS = ("onnx-dft", "onnx-matmul", "tflite-fp32", "tflite-fp16", "tflite-dynamic-int8", "tflite-int8")
 """The keys of ``export.exporter.FORMATS`` (kept here so the parser does not import TensorFlow)."""
 
+EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+"""Exit codes of every command: 0 all done; 1 some inputs (images, runs, formats) failed
+and the rest were done; 2 a usage error or a bad non-input file (a kernel, manifest,
+baseline or model file), nothing done; 130 interrupted, finished results kept."""
+
+
+class ListOption(argparse.Action):
+    """``--opt a,b``, ``--opt a b`` and ``--opt a,b c`` all give ``[a, b(, c)]``: the values
+    are split at commas, converted with ``item_type`` and checked against ``choices``."""
+
+    def __init__(self, option_strings, dest, item_type=str, choices=None, **kwargs):
+        self.item_type, self.allowed = item_type, choices
+        super().__init__(option_strings, dest, nargs="+", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = []
+        for text in (v for chunk in values for v in chunk.split(",") if v):
+            try:
+                item = self.item_type(text)
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"argument {option_string}: {exc}")
+            except (TypeError, ValueError):
+                parser.error(f"argument {option_string}: invalid value {text!r}")
+            if self.allowed is not None and item not in self.allowed:
+                parser.error(f"argument {option_string}: invalid choice {text!r} "
+                             f"(choose from {', '.join(map(str, self.allowed))})")
+            items.append(item)
+        setattr(namespace, self.dest, items)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
 
 def kernel_as_text(k: np.ndarray) -> str:
     """A kernel drawn with characters, darkest = largest tap (for terminals)."""
@@ -18,37 +63,25 @@ def kernel_as_text(k: np.ndarray) -> str:
     return "\n".join(" ".join(SHADES[v] for v in row) for row in levels)
 
 
-def save_kernel_files(k: np.ndarray, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    """Write ``stem.npy`` (float32 kernel) and ``stem.png`` (8x nearest-neighbour view,
-    scaled to its peak); both or neither (each atomic, the first removed if the second fails)."""
-    from .imio import write_npy, write_png
-
-    npy, png = out_dir / f"{stem}.npy", out_dir / f"{stem}.png"
-    write_npy(npy, k.astype(np.float32))
-    try:
-        write_png(png, np.kron(k / k.max(), np.ones((8, 8))))
-    except BaseException:
-        npy.unlink(missing_ok=True)
-        raise
-    return npy, png
-
-
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .estimation import estimate
-    from .kernels import center_of_mass
+    from .kernels import center_of_mass, read_kernel
     from .metrics import kernel_l1
     from .models.registry import model_entry, parse_model_spec
+    from .outputs import kernel_files, output_folder, refuse_overwriting_inputs, save_kernel_files, unique_stems
 
     name, config = parse_model_spec(args.model)
     config = args.config or config
-    args.out.mkdir(parents=True, exist_ok=True)
-    truth = np.load(args.truth) if args.truth else None
-    failures = 0
     if (args.format is None) != (args.model_file is None):
         raise ValueError("--format and --model-file go together")
     if not args.format:
         model_entry(name)  # an unknown model is a usage error, before any image
-    for path in args.images:
+    truth = read_kernel(args.truth, args.sf) if args.truth else None
+    stems = unique_stems(args.images)
+    refuse_overwriting_inputs([f for st in stems for f in kernel_files(args.out, st)], args.images)
+    output_folder(args.out)
+    failures = 0
+    for path, stem in zip(args.images, stems):
         try:
             if args.format:
                 k, manifest = estimate_with_artifact(path, args.model_file, args.format)
@@ -56,7 +89,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                     raise ValueError(f"{args.model_file} was exported for sf {manifest['sf']}, not {args.sf}")
             else:
                 k = estimate(path, sf=args.sf, model=name, config=config)
-            npy, _ = save_kernel_files(k, args.out, path.stem)
+            npy, _ = save_kernel_files(k, args.out, stem)
         except (ValueError, OSError) as exc:  # BadImageError, ImageReadError, a wrong size or file
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
@@ -70,7 +103,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(line)
         if args.show:
             print(kernel_as_text(k))
-    return 1 if failures else 0
+    return EXIT_INPUT_FAILED if failures else EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -96,9 +129,13 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from export.parity import DEFAULT_TOLERANCES, format_parity_table, parse_tolerance, run_parity
     from .evaluate import write_json
 
+    from export.manifest import read_manifest
+    from .testset import require_testset
+
     tolerances = DEFAULT_TOLERANCES
     for spec in args.tol or []:
         tolerances = parse_tolerance(spec, tolerances)
+    require_testset(args.testset, read_manifest(args.dir, verify=False)["sf"])
     report = run_parity(args.dir, args.testset, args.formats, tolerances, args.images)
     print(format_parity_table(report))
     json_path = args.json or args.dir / "parity.json"
@@ -110,23 +147,19 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def int_list(text: str) -> list[int]:
-    """``"1,2"`` -> ``[1, 2]`` (argparse type for comma-separated lists)."""
-    try:
-        return [int(v) for v in text.split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.benchmark import SCHEMA, run_bench
     from bench.latency import machine_info
+    from export.manifest import read_manifest
     from bench.report import markdown, plot, table
     from .evaluate import write_json
 
-    sizes = [v for chunk in args.sizes for v in chunk] if args.sizes else None
-    threads = [v for chunk in args.threads for v in chunk]
-    baseline = load_baseline(args.baseline)
+    from bench.benchmark import load_baseline
+    from .testset import require_testset
+
+    sizes, threads = args.sizes, args.threads
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    require_testset(args.testset, read_manifest(args.dir, verify=False)["sf"])
     from bench.roofline import sgemm_peak_gflops
     from export.manifest import tool_versions
     machine = {**machine_info(), "tools": tool_versions(),
@@ -160,12 +193,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if baseline is None:
         return 1 if any(r.get("status") != "ok" for r in records) else 0
     return regression_gate(records, baseline, args.baseline, args.max_slowdown, args.max_l1_increase)
-
-
-def load_baseline(path: Path | None) -> list[dict] | None:
-    """The records of an earlier benchmark JSON (read before a long run, so a bad path fails fast)."""
-    import json
-    return json.loads(path.read_text())["records"] if path else None
 
 
 def regression_gate(records: list[dict], baseline: list[dict], name: Path, max_slowdown: float,
@@ -208,9 +235,10 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
     from .evaluate import write_json
     from .imio import atomic_output
 
-    threads = [v for chunk in args.threads for v in chunk]
-    delegates = [d for chunk in args.delegates for d in chunk.split(",") if d]
-    baseline = load_baseline(args.baseline)
+    from bench.benchmark import load_baseline
+
+    threads, delegates = args.threads, args.delegates
+    baseline = load_baseline(args.baseline) if args.baseline else None
     state = {"device": None, "records": []}
 
     def save(complete: bool) -> None:
@@ -265,10 +293,13 @@ def cmd_android_parity(args: argparse.Namespace) -> int:
     tolerances = DEFAULT_TOLERANCES
     for spec in args.tol or []:
         tolerances = parse_tolerance(spec, tolerances)
-    delegates = [d for chunk in args.delegates for d in chunk.split(",") if d]
+    from export.manifest import read_manifest
+    from .testset import require_testset
+
+    require_testset(args.testset, read_manifest(args.dir, verify=False)["sf"])
     try:
         adb = Adb(args.adb, timeout_s=args.timeout).select(args.serial)
-        report = run_device_parity(adb, args.dir, args.runner_binary, args.testset, delegates, args.threads,
+        report = run_device_parity(adb, args.dir, args.runner_binary, args.testset, args.delegates, args.threads,
                                    args.images, tolerances, args.timeout, args.keep)
     except (AdbError, HarnessError) as exc:
         print(f"mkn android parity: error: {exc}", file=sys.stderr)
@@ -303,32 +334,29 @@ def estimate_with_artifact(path: Path, model_file: Path, fmt: str) -> tuple[np.n
 def cmd_sr(args: argparse.Namespace) -> int:
     from .color import to_gray
     from .estimation import check_image, estimate
-    from .imio import read_image_color, write_png
-    from .models.registry import parse_model_spec
-    from .kernels import SCALE_FACTORS, kernel_size
+    from .imio import load_image, write_image
+    from .kernels import read_kernel
+    from .models.registry import model_entry, parse_model_spec
+    from .outputs import save_kernel_files, sr_outputs
     from .sr import super_resolve
 
-    img = read_image_color(args.image)
-    luma = to_gray(img)
+    out, kernel_stem = sr_outputs(args.image, args.out)
+    k = read_kernel(args.kernel, args.sf) if args.kernel is not None else None
+    name, config = parse_model_spec(args.model)
+    if k is None:
+        model_entry(name)
+    image = load_image(args.image)
+    luma = to_gray(image.pixels)
     check_image(luma, args.sf, str(args.image))
-    if args.kernel is not None:
-        k = np.load(args.kernel)
-        other = [sf for sf in SCALE_FACTORS if sf != args.sf and kernel_size(sf) == k.shape[0]]
-        if other and k.shape[0] != kernel_size(args.sf):
-            raise ValueError(f"{args.kernel}: a {k.shape[0]}x{k.shape[0]} kernel is the sf {other[0]} size, "
-                             f"but --sf is {args.sf} (expected {kernel_size(args.sf)}x{kernel_size(args.sf)})")
-        source = str(args.kernel)
-    else:
-        name, config = parse_model_spec(args.model)
+    source = str(args.kernel) if k is not None else args.model
+    if k is None:
         k = estimate(luma, sf=args.sf, model=name, config=config)
-        source = args.model
-    out = super_resolve(img, k, args.sf)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_kernel_files(k, args.out.parent, f"{args.out.stem}_kernel")
-    write_png(args.out, out)
-    print(f"{args.image}: sf{args.sf} SR with the {source} kernel -> {args.out} "
-          f"({out.shape[1]}x{out.shape[0]}), kernel -> {args.out.parent / (args.out.stem + '_kernel.npy')}")
-    return 0
+    sr = super_resolve(image.pixels, k, args.sf)
+    npy, _ = save_kernel_files(k, out.parent, kernel_stem)
+    write_image(out, sr, bits=16 if image.bits == 16 else 8)
+    print(f"{args.image}: sf{args.sf} SR with the {source} kernel -> {out} ({sr.shape[1]}x{sr.shape[0]}), "
+          f"kernel -> {npy}")
+    return EXIT_OK
 
 
 def cmd_make_testset(args: argparse.Namespace) -> int:
@@ -345,7 +373,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import (SCHEMA, SCHEMA_SR, backend_agreement, evaluate_kernels, evaluate_sr, format_sr_table,
                            format_table, write_json)
     from .error_budget import SCHEMA as BUDGET_SCHEMA, error_budget, format_budget
-    from .testset import split_folder
+    from .testset import require_testset
 
     def score_kernels(sf: int, folder: Path) -> dict:
         res = evaluate_kernels(args.models, folder, progress=not args.quiet)
@@ -365,9 +393,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     score, fmt, schema = ((score_sr, format_sr_table, SCHEMA_SR) if args.sr else
                           (score_budget, format_budget, BUDGET_SCHEMA) if args.error_budget else
                           (score_kernels, format_table, SCHEMA))
+    folders = {sf: require_testset(args.testset, sf, args.split) for sf in args.sf}
     results = []
     for sf in args.sf:
-        results.append(score(sf, split_folder(args.testset, sf, args.split)))
+        results.append(score(sf, folders[sf]))
         print(fmt(results[-1]) + "\n")
     if args.json:
         write_json({"schema": schema, "results": results}, args.json)
@@ -424,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sf", type=int, choices=(2, 3, 4), required=True, help="scale factor")
     e.add_argument("--model", default="kernelnet", help="registered model name, optionally name:config")
     e.add_argument("--config", default=None, help="model config (default: the model's first)")
-    e.add_argument("--out", type=Path, required=True, help="folder for <stem>.npy and <stem>.png")
+    e.add_argument("--out", type=Path, required=True,
+                   help="folder for <stem>.npy and <stem>.png (<stem>-<n> when inputs share a stem)")
     e.add_argument("--truth", type=Path, help="ground-truth kernel .npy: also print the L1 error")
     e.add_argument("--show", action="store_true", help="draw each kernel in the terminal")
     e.add_argument("--format", choices=EXPORT_FORMATS,
@@ -438,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--config", default="mobile")
     x.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
     x.add_argument("--input-size", type=int, default=256, help="LR input side the files are fixed to (px)")
-    x.add_argument("--to", nargs="+", default=["all"], choices=("all", *EXPORT_FORMATS), metavar="FORMAT",
+    x.add_argument("--to", action=ListOption, default=["all"], choices=("all", *EXPORT_FORMATS), metavar="FORMAT",
                    help=f"formats: all or any of {', '.join(EXPORT_FORMATS)}")
     x.add_argument("--out", type=Path, required=True, help="export directory (built aside, renamed when done)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
@@ -448,8 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("parity", help="run every exported file against the PyTorch reference on the test set")
     q.add_argument("dir", type=Path, help="export directory")
     q.add_argument("--testset", type=Path, default=Path("testsets"), help="folder made by make-testset")
-    q.add_argument("--formats", nargs="+", help="only these formats (default: all in the manifest)")
-    q.add_argument("--images", type=int, help="use only the first N test images")
+    q.add_argument("--formats", action=ListOption, choices=EXPORT_FORMATS,
+                   help="only these formats (default: all in the manifest)")
+    q.add_argument("--images", type=positive_int, help="use only the first N test images")
     q.add_argument("--tol", action="append", metavar="FORMAT.FIELD=VALUE",
                    help="override a tolerance, e.g. tflite-fp16.max_abs=3e-3 (repeatable)")
     q.add_argument("--json", type=Path, help="report path (default DIR/parity.json)")
@@ -457,13 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("bench", help="latency, size, memory and kernel L1 of every exported format (+ gate)")
     k.add_argument("dir", type=Path, help="export directory")
-    k.add_argument("--runs", type=int, default=50)
+    k.add_argument("--runs", type=positive_int, default=50)
     k.add_argument("--warmup", type=int, default=5)
-    k.add_argument("--threads", type=int_list, nargs="+", default=[[1, 2]], help="e.g. 1,2")
-    k.add_argument("--sizes", type=int_list, nargs="+",
+    k.add_argument("--threads", action=ListOption, item_type=positive_int, default=[1, 2], help="e.g. 1,2")
+    k.add_argument("--sizes", action=ListOption, item_type=positive_int,
                    help="input sides, e.g. 128,256,512 (others than the export's are exported beside it)")
     k.add_argument("--testset", type=Path, default=Path("testsets"), help="for kernel L1")
-    k.add_argument("--images", type=int, help="kernel L1 on the first N test images only")
+    k.add_argument("--images", type=positive_int, help="kernel L1 on the first N test images only")
     k.add_argument("--json", type=Path, required=True, help="records (Markdown and PNG written beside it)")
     k.add_argument("--baseline", type=Path, help="earlier --json output: fail on a regression against it")
     k.add_argument("--max-slowdown", type=float, default=1.10, help="allowed median latency ratio")
@@ -482,12 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TensorFlow Lite's Android benchmark_model for the phone's ABI")
     ab.add_argument("--serial", help="device serial (default: the only device attached)")
     ab.add_argument("--adb", help="adb executable (default: $ADB, then PATH)")
-    ab.add_argument("--delegates", nargs="+", default=["cpu,xnnpack"], help="cpu,xnnpack,gpu,nnapi")
-    ab.add_argument("--threads", type=int_list, nargs="+", default=[[1, 4]])
+    ab.add_argument("--delegates", action=ListOption, default=["cpu", "xnnpack"],
+                    help="cpu,xnnpack,gpu,nnapi")
+    ab.add_argument("--threads", action=ListOption, item_type=positive_int, default=[1, 4])
     ab.add_argument("--cores", default="all", help="all, big, or core numbers (4,5,6,7); pinned with taskset")
-    ab.add_argument("--runs", type=int, default=50)
+    ab.add_argument("--runs", type=positive_int, default=50)
     ab.add_argument("--warmup", type=int, default=5)
-    ab.add_argument("--timeout", type=float, default=600, help="seconds before a run counts as hung")
+    ab.add_argument("--timeout", type=positive_float, default=600, help="seconds before a run counts as hung")
     ab.add_argument("--keep", action="store_true", help="leave the working folder on the device")
     ab.add_argument("--json", type=Path, required=True)
     ab.add_argument("--baseline", type=Path, help="earlier --json output of the same device: regression gate")
@@ -501,11 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--serial")
     ap.add_argument("--adb")
     ap.add_argument("--testset", type=Path, default=Path("testsets"))
-    ap.add_argument("--delegates", nargs="+", default=["xnnpack"], help="cpu,xnnpack,gpu,nnapi")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--images", type=int, help="first N test images only")
+    ap.add_argument("--delegates", action=ListOption, default=["xnnpack"],
+                    help="cpu,xnnpack,gpu,nnapi")
+    ap.add_argument("--threads", type=positive_int, default=1)
+    ap.add_argument("--images", type=positive_int, help="first N test images only")
     ap.add_argument("--tol", action="append", metavar="FORMAT.FIELD=VALUE")
-    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--timeout", type=positive_float, default=600)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", type=Path, required=True)
     ap.set_defaults(func=cmd_android_parity)
@@ -516,11 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group()
     g.add_argument("--model", default="kernelnet", help="estimator (name or name:config)")
     g.add_argument("--kernel", type=Path, help="use this kernel (.npy) instead of estimating one")
-    s.add_argument("--out", type=Path, required=True, help="SR image (PNG); the kernel is written beside it")
+    s.add_argument("--out", required=True,
+                   help="SR image file (.png/.tif: 16-bit if the input is; .jpg: 8-bit) or a folder (existing, or "
+                        "ending in /) for <stem>_sr.png; the kernel is written beside it as <out stem>_kernel.npy")
     s.set_defaults(func=cmd_sr)
 
     t = sub.add_parser("make-testset", help="build the scikit-image test set (OUT/sf{N}/)")
-    t.add_argument("--sf", type=int, nargs="+", choices=(2, 3, 4), default=[2, 3, 4])
+    t.add_argument("--sf", action=ListOption, item_type=int, choices=(2, 3, 4), default=[2, 3, 4])
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--overwrite", action="store_true", help="rebuild an existing set")
@@ -530,10 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("eval", help="score estimators on the test set (JSON + table)")
     v.add_argument("--testset", type=Path, required=True, help="folder made by make-testset")
-    v.add_argument("--sf", type=int, nargs="+", choices=(2, 3, 4), default=[2, 3, 4])
+    v.add_argument("--sf", action=ListOption, item_type=int, choices=(2, 3, 4), default=[2, 3, 4])
     v.add_argument("--split", choices=("clean", "camera"), default="clean",
                    help="test split: clean (sf{N}/) or camera (sf{N}-camera/, reported per level)")
-    v.add_argument("--models", nargs="+", default=["fixed-gaussian"], help="name or name:config")
+    v.add_argument("--models", action=ListOption, default=["fixed-gaussian"], help="name or name:config")
     v.add_argument("--json", type=Path, help="write the report here")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.add_argument("--sr", action="store_true",
@@ -547,19 +582,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("latency", help="median PyTorch eager latency per config and input size")
-    b.add_argument("--models", nargs="+", default=["kernelnet", "s2k"])
-    b.add_argument("--configs", nargs="+", default=["mobile", "paper"])
+    b.add_argument("--models", action=ListOption, default=["kernelnet", "s2k"])
+    b.add_argument("--configs", action=ListOption, default=["mobile", "paper"])
     b.add_argument("--sf", type=int, choices=(2, 3, 4), default=2)
-    b.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512], help="LR input sides")
-    b.add_argument("--threads", type=int, nargs="+", default=[2])
-    b.add_argument("--runs", type=int, default=20)
+    b.add_argument("--sizes", action=ListOption, item_type=positive_int, default=[128, 256, 512],
+                   help="LR input sides")
+    b.add_argument("--threads", action=ListOption, item_type=positive_int, default=[2])
+    b.add_argument("--runs", type=positive_int, default=20)
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--json", type=Path)
     b.set_defaults(func=cmd_latency)
 
     u = sub.add_parser("tune-sr", help="grid-search the SR solver's regularisation on training images")
-    u.add_argument("--sf", type=int, nargs="+", choices=(2, 3, 4), default=[2, 4])
-    u.add_argument("--models", nargs="+", default=["kernelnet", "s2k"], help="estimators whose kernels count")
+    u.add_argument("--sf", action=ListOption, item_type=int, choices=(2, 3, 4), default=[2, 4])
+    u.add_argument("--models", action=ListOption, default=["kernelnet", "s2k"], help="estimators whose kernels count")
     u.add_argument("--json", type=Path, help="write the report here")
     u.add_argument("--quiet", action="store_true", help="no progress bars")
     u.set_defaults(func=cmd_tune_sr)
@@ -593,12 +629,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, run the command, and turn errors into one line and an exit code (:data:`EXIT_OK`)."""
+    from .imio import InputError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:
+    except InputError as exc:
         print(f"mkn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT_FAILED
+    except (ValueError, OSError) as exc:
+        print(f"mkn {args.command}: error: {exc or exc.__class__.__name__}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .imio import read_image
+from .color import to_float
+from .imio import InputError, read_image
 from .kernels import kernel_size
 
 MIN_SIDE_IN_KERNELS = 3
 """An LR image must be at least this many kernel widths ``K`` on its shorter side."""
 
 
-class BadImageError(ValueError):
+class BadImageError(InputError):
     """The image cannot give a meaningful kernel (too small, constant, non-finite)."""
 
 
@@ -44,12 +45,14 @@ def estimate(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelne
              config: str | None = None) -> np.ndarray:
     """Blur kernel of one LR image.
 
-    ``image``: a path, or ``(H, W)`` float luma in [0, 1]. Returns the ``(K, K)``
-    float32 kernel (non-negative, sum 1) in HR pixels, centred at ``K // 2``.
-    Raises :class:`BadImageError` / :class:`imio.ImageReadError` on bad input.
+    ``image``: a path, or an ``(H, W)`` luma array: uint8 (0..255), uint16 (0..65535) or
+    float in [0, 1] (anything else is refused, see :func:`color.to_float`). Returns the
+    ``(K, K)`` float32 kernel (non-negative, sum 1) in HR pixels, centred at ``K // 2``.
+    Raises :class:`BadImageError` / :class:`imio.ImageReadError` /
+    :class:`color.ValueRangeError` on bad input.
     """
     source = str(image) if isinstance(image, (str, Path)) else "image"
-    img = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image, np.float32)
+    img = read_image(image) if isinstance(image, (str, Path)) else to_float(image, source)
     check_image(img, sf, source)
     net = _model(model, sf, config)
     with torch.inference_mode():

@@ -39,7 +39,8 @@ def load_test_image(name: str) -> np.ndarray:
 
 
 def _thumbnail(img: np.ndarray) -> np.ndarray:
-    t = resize(to_gray(img), (32, 32), anti_aliasing=True).ravel().astype(np.float64)
+    """32x32 zero-mean unit-norm thumbnail of any image (binary masks read as 0 / 1)."""
+    t = resize(to_gray(img.astype(np.float32) if img.dtype == bool else img), (32, 32), anti_aliasing=True).ravel().astype(np.float64)
     t -= t.mean()
     return t / (np.linalg.norm(t) + 1e-12)
 

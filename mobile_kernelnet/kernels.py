@@ -72,6 +72,33 @@ def center_crop_or_pad(k: np.ndarray, size: int) -> np.ndarray:
     return np.pad(k, pad)
 
 
+def read_kernel(path: str | Path, sf: int) -> np.ndarray:
+    """A kernel file for scale factor ``sf``: a ``.npy`` holding a ``(K, K)`` array with
+    ``K = kernel_size(sf)``, finite, non-negative and summing to 1 (within 1e-3).
+    Returns it as float32; ValueError naming the file and the problem otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a kernel file")
+    try:
+        k = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such kernel file") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a NumPy .npy kernel file ({str(exc).splitlines()[0][:80]})") from None
+    if not isinstance(k, np.ndarray) or k.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: holds {getattr(k, 'dtype', type(k))}, not a numeric kernel array")
+    need = kernel_size(sf)
+    if k.shape != (need, need):
+        other = [f for f in SCALE_FACTORS if k.ndim == 2 and k.shape == (kernel_size(f),) * 2]
+        hint = f" (the sf {other[0]} size)" if other else ""
+        raise ValueError(f"{path}: kernel of shape {k.shape}{hint}, but sf {sf} needs {need}x{need}")
+    if not np.all(np.isfinite(k)) or k.min() < 0:
+        raise ValueError(f"{path}: kernel has negative or non-finite taps")
+    if abs(float(k.sum()) - 1) > 1e-3:
+        raise ValueError(f"{path}: kernel sums to {float(k.sum()):.4g}, not 1; save k / k.sum()")
+    return k.astype(np.float32)
+
+
 def center_of_mass(k: np.ndarray) -> tuple[float, float]:
     """Centre of mass ``(row, col)`` of a non-negative kernel, in pixels."""
     k = np.asarray(k, dtype=np.float64)

@@ -71,6 +71,17 @@ def split_folder(out: str | Path, sf: int, split: str = "clean") -> Path:
     return Path(out) / (f"sf{sf}" if split == "clean" else f"sf{sf}-{split}")
 
 
+def require_testset(root: str | Path, sf: int, split: str = "clean") -> Path:
+    """The split's folder under ``root``; FileNotFoundError with the exact command that
+    builds it when it is missing (checked before a command starts its work)."""
+    folder = split_folder(root, sf, split)
+    if not (folder / "manifest.json").is_file():
+        camera = " --camera" if split == "camera" else ""
+        raise FileNotFoundError(f"no sf {sf} {split} test set in {folder}; build it with "
+                                f"`mkn make-testset --sf {sf}{camera} --out {root}` (or `make testsets`)")
+    return folder
+
+
 def _write_lr(folder: Path, stem: str, lr: np.ndarray, params: CameraParams | None,
               rng: np.random.Generator | None) -> str:
     """Write one LR image (clean PNG, or the camera degradation as JPEG); its file name."""

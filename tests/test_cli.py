@@ -26,7 +26,7 @@ def images(tmp_path):
         "gray16.png": lr.astype(np.uint16) * 257,
         "rgba.png": np.dstack([rgb, np.full(lr.shape, 255, np.uint8)]),
         "rgb.jpg": rgb,
-        "gray16.tif": lr.astype(np.uint16) * 257,
+        "gray16_tiff.tif": lr.astype(np.uint16) * 257,
     }
     nan = lr.astype(np.float32) / 255
     nan[10, 10] = np.nan
