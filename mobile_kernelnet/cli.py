@@ -406,14 +406,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_tune_sr(args: argparse.Namespace) -> int:
     from .evaluate import write_json
-    from .sr_tuning import format_sweep, sweep
+    from .sr_tuning import CAMERA_GRID, CLEAN_GRID, format_sweep, sweep
 
-    report = sweep(args.sf, args.models, progress=not args.quiet)
+    grid = CAMERA_GRID if args.camera else CLEAN_GRID
+    report = sweep(args.sf, args.models, grid=grid, camera=args.camera, progress=not args.quiet)
     print(format_sweep(report))
     if args.json:
         write_json(report, args.json)
         print(f"wrote {args.json}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -598,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--models", action=ListOption, default=["kernelnet", "s2k"], help="estimators whose kernels count")
     u.add_argument("--json", type=Path, help="write the report here")
     u.add_argument("--quiet", action="store_true", help="no progress bars")
+    u.add_argument("--camera", action="store_true",
+                   help="tune the noise-aware schedule (noise_floor x noise_end) on the clean and camera splits")
     u.set_defaults(func=cmd_tune_sr)
 
     r = sub.add_parser("train", help="train an estimator (seeded, resumable, logged)")

@@ -133,7 +133,7 @@ def test_estimate_runs_an_exported_file(exported, testset_root_sf2, tmp_path, ca
     from mobile_kernelnet.imio import write_png
     write_png(small, read_image(png)[:50, :50])
     assert main(["estimate", str(small), "--sf", "2", "--format", "tflite-fp16", "--model-file", str(art),
-                 "--out", str(tmp_path)]) == 1
+                 "--out", str(tmp_path / "out")]) == 1
     assert "smaller than the exported input size 64" in capsys.readouterr().err
     assert main(["estimate", str(png), "--sf", "2", "--format", "tflite-fp32", "--model-file", str(art),
                  "--out", str(tmp_path)]) == 1

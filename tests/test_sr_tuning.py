@@ -18,13 +18,31 @@ def test_tuning_cases_mirror_the_test_set_on_training_images():
 
 
 def test_sweep_scores_every_source_and_picks_the_best_score():
-    report = sweep([2], ["fixed-gaussian"], mus=(1e-7, 1e-3), sigma_ends=(0.01,), base=SRConfig(iterations=2),
-                   progress=False, limit=2)
+    report = sweep([2], ["fixed-gaussian"], grid={"mu": (1e-7, 1e-3), "sigma_end": (0.01,)},
+                   base=SRConfig(iterations=2), progress=False, limit=2)
     assert report["sources"] == ["true", "fixed-gaussian"] and len(report["grid"]) == 2
     for p in report["grid"]:
-        got = p["psnr"]["2"]
+        got = p["psnr"]["2"]["clean"]
         assert np.isclose(p["score"], np.mean([got["true"], got["fixed-gaussian"]]))
     best = max(report["grid"], key=lambda p: p["score"])
-    assert report["chosen"] == {"mu": best["mu"], "sigma_end": best["sigma_end"]}
+    assert report["chosen"] == best["params"] and set(best["params"]) == {"mu", "sigma_end"}
     # the two grid points differ by four decades of regularisation: they must not score alike
     assert abs(report["grid"][0]["score"] - report["grid"][1]["score"]) > 0.1
+
+
+def test_camera_cases_share_kernels_and_get_noisier_by_level():
+    from mobile_kernelnet.camera import LEVELS
+    clean = tuning_cases(2)[:3]
+    errors = []
+    for level in LEVELS:
+        cam = tuning_cases(2, level=level)[:3]
+        assert all(np.array_equal(a["kernel"], b["kernel"]) for a, b in zip(clean, cam))
+        errors.append(np.mean([np.abs(a["lr"] - b["lr"]).mean() for a, b in zip(clean, cam)]))
+    assert errors[0] < errors[1] < errors[2]
+
+
+def test_camera_sweep_covers_every_level():
+    report = sweep([2], [], grid={"noise_floor": (0.005,), "noise_end": (1.0,)}, camera=True,
+                   base=SRConfig(iterations=2), progress=False, limit=1)
+    assert report["splits"] == ["clean", "low", "medium", "high"]
+    assert set(report["grid"][0]["psnr"]["2"]) == set(report["splits"])
