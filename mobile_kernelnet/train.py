@@ -297,6 +297,7 @@ class Trainer:
             self._log({"stage": "setup", "train_config": asdict(cfg), "pool_families":
                        {f: int(n) for f, n in zip(*np.unique(self.pool.families, return_counts=True))},
                        "natural_sources": self.sampler.natural_sources})
+            self._log({"stage": "shipped-baseline", "validation": self.shipped_baseline()})
 
     # -- data -------------------------------------------------------------------
     def _training_pool(self) -> KernelPool:
@@ -331,25 +332,37 @@ class Trainer:
 
     # -- validation, logging, checkpoints ---------------------------------------
     @torch.no_grad()
-    def validate(self) -> dict:
-        """Mean kernel L1 (overall and per family) on the fixed validation set, plus the
-        recipe's extra measures (KernelNet: FFT-2 output L1, gradient L1). A camera run
-        also reports ``val_clean_l1`` on the lab-degradation set (the model selection uses
-        ``val_l1``, the camera set's)."""
-        self.model.eval()
-        vals = self._scores(self.val)
+    def validate(self, model: nn.Module | None = None) -> dict:
+        """Mean kernel L1 (overall and per family) of ``model`` (default: the one in
+        training) on the fixed validation set, plus the recipe's extra measures (KernelNet:
+        FFT-2 output L1, gradient L1). A camera run also reports ``val_clean_l1`` on the
+        lab-degradation set (the model selection uses ``val_l1``, the camera set's)."""
+        model = model or self.model
+        was_training = model.training
+        model.eval()
+        vals = self._scores(self.val, model)
         res = {f"val_{name}": float(v.mean()) for name, v in vals.items()}
         res.update({f"val_l1_{f}": float(vals["l1"][self.val[3] == f].mean()) for f in FAMILIES})
         if self.val_clean is not None:
-            res["val_clean_l1"] = float(self._scores(self.val_clean)["l1"].mean())
-        self.model.train()
+            res["val_clean_l1"] = float(self._scores(self.val_clean, model)["l1"].mean())
+        model.train(was_training)
         return res
 
-    def _scores(self, val: tuple) -> dict[str, np.ndarray]:
+    def shipped_baseline(self) -> dict | None:
+        """:meth:`validate` of the weights shipped under this run's name, config and sf
+        (``None`` when there are none): the bar a run must clear to replace them."""
+        path = weights_path(self.cfg.shipped_name, self.cfg.config, self.cfg.sf)
+        if not path.exists():
+            return None
+        from .models import create_model
+        return {"weights": path.name, **self.validate(create_model(self.cfg.shipped_name, self.cfg.sf,
+                                                                   self.cfg.config))}
+
+    def _scores(self, val: tuple, model: nn.Module) -> dict[str, np.ndarray]:
         lr, hr, k, _ = val
         cols: dict[str, list] = {}
         for i in range(0, len(lr), 32):
-            out = self.model.stages(lr[i:i + 32])
+            out = model.stages(lr[i:i + 32])
             batch = {"l1": _kernel_l1(out["kernel"], k[i:i + 32]),
                      **self.recipe.val_extras(out, k[i:i + 32], hr[i:i + 32])}
             for name, v in batch.items():

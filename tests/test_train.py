@@ -22,8 +22,14 @@ def test_training_smoke_logs_validates_and_checkpoints(tmp_path, model):
     assert not torch.equal(before, _params(t.model))
     assert 0 < val["val_l1"] <= 2 and set(val) >= {"val_l1_gaussian", "val_l1_motion", "val_l1_disk"}
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in lines} == set(t.recipe.stages) | {"setup", "done"}
+    assert {r["stage"] for r in lines} == set(t.recipe.stages) | {"setup", "shipped-baseline", "done"}
     assert lines[0]["stage"] == "setup" and lines[0]["natural_sources"] and lines[0]["pool_families"]
+    # the shipped weights, scored on this run's own validation set: the bar for --ship
+    from mobile_kernelnet.models import create_model
+    shipped = lines[1]["validation"]
+    assert shipped["weights"] == f"{model}_mobile_sf2.pt"
+    assert shipped["val_l1"] == pytest.approx(t.validate(create_model(model, 2, "mobile"))["val_l1"])
+    assert shipped["val_l1"] < 0.9 * val["val_l1"]  # trained weights beat a 3-step run
     assert any("kernel_l1" in r for r in lines)
     if model == "kernelnet":
         assert any("grad_l1" in r for r in lines) and "val_coarse_l1" in val
@@ -60,6 +66,15 @@ def test_s2k_without_discriminator_is_the_ablation(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     steps = [r for r in lines if r["stage"] == "gan" and "kernel_l1" in r]
     assert steps and not any("adv" in r or "d_loss" in r for r in steps)
+
+
+def test_camera_run_validates_on_both_sets(tmp_path):
+    t = Trainer(TrainConfig(model="s2k", camera=True, **TINY), tmp_path / "run")
+    lr_cam, lr_clean = t.val[0], t.val_clean[0]
+    assert torch.equal(t.val[2], t.val_clean[2])  # same kernels and HR patches
+    assert (lr_cam - lr_clean).abs().max() > 2 / 255  # other degradation
+    val = t.validate()
+    assert {"val_l1", "val_clean_l1"} <= set(val) and val["val_l1"] != val["val_clean_l1"]
 
 
 def test_canonical_command_round_trips_through_the_cli():
