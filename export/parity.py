@@ -1,7 +1,7 @@
 """`mkn parity DIR`: every artifact in its real runtime against the PyTorch reference.
 
 Test images come from the project's test set for the export's sf, fitted to the
-exported input size by :func:`runtimes.fit_to_input` with ``pad=True`` (centre crop;
+exported input size by :func:`mobile_kernelnet.budget.budget_input` (edge-energy window;
 images smaller than the input are reflect-padded, and the report counts them: both
 sides see the same input, so the comparison stays exact). Per format:
 
@@ -28,10 +28,11 @@ import numpy as np
 
 from mobile_kernelnet.metrics import kernel_l1
 from mobile_kernelnet.models import create_model
+from mobile_kernelnet.budget import budget_input
 from mobile_kernelnet.testset import load_testset
 
 from .manifest import read_manifest, sha256
-from .runtimes import Runner, TorchRunner, fit_to_input, open_runner
+from .runtimes import Runner, TorchRunner, open_runner
 
 SCHEMA = "mkn-parity/1"
 GROWTH = 10.0
@@ -78,8 +79,9 @@ def parity_inputs(testset_dir: Path, sf: int, size: int, max_images: int | None)
         raise ValueError(f"{testset_dir} is the sf {manifest['sf']} test set; the export is sf {sf}")
     items = []
     for e in entries[:max_images]:
-        lr, fit = fit_to_input(e.lr(), size, pad=True)
-        items.append({"stem": e.stem, "lr": lr, "truth": e.kernel(), "fit": fit})
+        lr, window = budget_input(e.lr(), size)
+        padded = " + reflect pad" if (window.height, window.width) != (size, size) else ""
+        items.append({"stem": e.stem, "lr": lr[None, None], "truth": e.kernel(), "fit": window.how + padded})
     if not items:
         raise ValueError(f"{testset_dir}: no test images")
     return items

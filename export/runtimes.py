@@ -125,20 +125,3 @@ def open_runner(folder: str | Path, manifest: dict, fmt: str, threads: int | Non
         return LiteRunner(path, art, threads, resolver)
     raise ValueError(f"{fmt}: unknown runtime {art['runtime']!r}")
 
-
-def fit_to_input(img: np.ndarray, size: int, pad: bool = False) -> tuple[np.ndarray, str]:
-    """``(H, W)`` luma -> ``(1, 1, size, size)`` float32 for a model exported at ``size``:
-    the centred ``size x size`` crop. A side shorter than ``size`` is a ValueError, or
-    with ``pad`` is reflect-padded symmetrically. Returns the array and what was done
-    (``"as is"``, ``"centre crop"``, ``"reflect pad"``)."""
-    h, w = img.shape
-    if (h < size or w < size) and not pad:
-        raise ValueError(f"image {w}x{h} px is smaller than the exported input size {size}x{size}; "
-                         f"re-export with --input-size {min(h, w)} or smaller")
-    ph, pw = max(size - h, 0), max(size - w, 0)
-    done = "reflect pad" if ph or pw else ("as is" if (h, w) == (size, size) else "centre crop")
-    if ph or pw:
-        img = np.pad(img, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
-        h, w = img.shape
-    y, x = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(img[y:y + size, x:x + size], dtype=np.float32)[None, None], done

@@ -64,7 +64,8 @@ def kernel_as_text(k: np.ndarray) -> str:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .estimation import estimate
+    from .estimation import estimate_kernel
+    from .evaluate import write_json
     from .kernels import center_of_mass, read_kernel
     from .metrics import kernel_l1
     from .models.registry import model_entry, parse_model_spec
@@ -78,31 +79,35 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         model_entry(name)  # an unknown model is a usage error, before any image
     truth = read_kernel(args.truth, args.sf) if args.truth else None
     stems = unique_stems(args.images)
-    refuse_overwriting_inputs([f for st in stems for f in kernel_files(args.out, st)], args.images)
+    refuse_overwriting_inputs([f for st in stems for f in kernel_files(args.out, st)] + ([args.json] if args.json else []),
+                              args.images)
     output_folder(args.out)
-    failures = 0
+    records, failures = [], 0
     for path, stem in zip(args.images, stems):
         try:
-            if args.format:
-                k, manifest = estimate_with_artifact(path, args.model_file, args.format)
-                if manifest["sf"] != args.sf:
-                    raise ValueError(f"{args.model_file} was exported for sf {manifest['sf']}, not {args.sf}")
-            else:
-                k = estimate(path, sf=args.sf, model=name, config=config)
-            npy, _ = save_kernel_files(k, args.out, stem)
+            est = estimate_kernel(path, sf=args.sf, model=name, config=config, budget=args.budget,
+                                  artifact=args.model_file, artifact_format=args.format)
+            npy, _ = save_kernel_files(est.kernel, args.out, stem)
         except (ValueError, OSError) as exc:  # BadImageError, ImageReadError, a wrong size or file
             print(f"error: {exc}", file=sys.stderr)
+            records.append({"image": str(path), "error": str(exc)})
             failures += 1
             continue
+        k = est.kernel
         cy, cx = center_of_mass(k)
-        source = f"{args.model_file.name} ({args.format})" if args.format else args.model
-        line = (f"{path}: {source} sf{args.sf} kernel {k.shape[0]}x{k.shape[1]}, "
-                f"centre of mass ({cy:.2f}, {cx:.2f}) -> {npy}")
+        record = {"image": str(path), "kernel_file": str(npy), "source": est.source, "sf": args.sf,
+                  "window": est.window.as_dict(), "centre_of_mass": [cy, cx]}
+        line = (f"{path}: {est.source} sf{args.sf} kernel {k.shape[0]}x{k.shape[1]} from the "
+                f"{est.window.describe()}, centre of mass ({cy:.2f}, {cx:.2f}) -> {npy}")
         if truth is not None:
-            line += f"  L1 vs truth {kernel_l1(k, truth):.4f}"
+            record["l1_vs_truth"] = kernel_l1(k, truth)
+            line += f"  L1 vs truth {record['l1_vs_truth']:.4f}"
+        records.append(record)
         print(line)
         if args.show:
             print(kernel_as_text(k))
+    if args.json:
+        write_json({"schema": "mkn-estimate/1", "records": records}, args.json)
     return EXIT_INPUT_FAILED if failures else EXIT_OK
 
 
@@ -314,23 +319,6 @@ def cmd_android_parity(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def estimate_with_artifact(path: Path, model_file: Path, fmt: str) -> tuple[np.ndarray, dict]:
-    """Kernel ``(K, K)`` of the image at ``path`` from an exported file, and its manifest."""
-    from export.manifest import find_artifact
-    from export.runtimes import fit_to_input, open_runner
-    from .estimation import check_image
-    from .imio import read_image
-
-    manifest, listed = find_artifact(model_file)
-    if listed != fmt:
-        raise ValueError(f"{model_file} is the {listed} artifact of its export, not {fmt}")
-    img = read_image(path)
-    check_image(img, manifest["sf"], str(path))
-    lr, _ = fit_to_input(img, manifest["input_size"])
-    runner = open_runner(model_file.parent, manifest, fmt)
-    return runner(lr)["kernel"][0, 0], manifest
-
-
 def cmd_sr(args: argparse.Namespace) -> int:
     from .color import to_gray
     from .estimation import check_image, estimate
@@ -459,8 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--truth", type=Path, help="ground-truth kernel .npy: also print the L1 error")
     e.add_argument("--show", action="store_true", help="draw each kernel in the terminal")
     e.add_argument("--format", choices=EXPORT_FORMATS,
-                   help="run an exported file instead of the PyTorch model (needs --model-file); the image "
-                        "is centre-cropped to the exported input size")
+                   help="run an exported file instead of the PyTorch model (needs --model-file); it sees the "
+                        "same window, padded to its input size")
+    e.add_argument("--budget", type=positive_int,
+                   help="LR window side the estimator sees (default: 256 / 168 / 128 at sf 2 / 3 / 4; see budget.py)")
+    e.add_argument("--json", type=Path, help="also write one record per image (kernel file, window used, errors)")
     e.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
     e.set_defaults(func=cmd_estimate)
 

@@ -1,12 +1,14 @@
 """Estimate blur kernels from LR images: the library call behind `mkn estimate`."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .budget import Window, apply_window, budget_for, budget_input, select_window
 from .color import to_float
 from .imio import InputError, read_image
 from .kernels import kernel_size
@@ -41,20 +43,61 @@ def _model(name: str, sf: int, config: str | None):
     return create_model(name, sf, config)
 
 
-def estimate(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelnet",
-             config: str | None = None) -> np.ndarray:
-    """Blur kernel of one LR image.
+@dataclass(frozen=True)
+class Estimate:
+    """A kernel and where it came from: ``kernel`` ``(K, K)`` float32 (sum 1, HR pixels,
+    centred at ``K // 2``), the pixels the estimator saw (:class:`budget.Window`) and the
+    ``source`` (model name, or ``"<file> (<format>)"`` for an exported file)."""
+
+    kernel: np.ndarray
+    window: Window
+    source: str
+
+
+def _luma(image: np.ndarray | str | Path) -> tuple[np.ndarray, str]:
+    if isinstance(image, (str, Path)):
+        return read_image(image), str(image)
+    return to_float(image, "image"), "image"
+
+
+def estimate_kernel(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelnet",
+                    config: str | None = None, budget: int | None = None,
+                    artifact: str | Path | None = None, artifact_format: str | None = None) -> Estimate:
+    """Blur kernel of one LR image, by a registered PyTorch model or an exported file.
 
     ``image``: a path, or an ``(H, W)`` luma array: uint8 (0..255), uint16 (0..65535) or
-    float in [0, 1] (anything else is refused, see :func:`color.to_float`). Returns the
-    ``(K, K)`` float32 kernel (non-negative, sum 1) in HR pixels, centred at ``K // 2``.
-    Raises :class:`BadImageError` / :class:`imio.ImageReadError` /
-    :class:`color.ValueRangeError` on bad input.
+    float in [0, 1] (anything else is refused, see :func:`color.to_float`). The estimator
+    sees the window :func:`budget.select_window` picks (side ``budget``, default
+    :data:`budget.BUDGETS` ``[sf]``; an exported file's own input size, the window padded
+    to it). ``artifact``: a file written by `mkn export` (its manifest beside it), run
+    in its runtime instead of ``model`` (``artifact_format``, if given, must be the format
+    its manifest records for it). Raises :class:`BadImageError` /
+    :class:`imio.ImageReadError` / :class:`color.ValueRangeError` on bad input, ValueError
+    for an artifact of another sf.
     """
-    source = str(image) if isinstance(image, (str, Path)) else "image"
-    img = read_image(image) if isinstance(image, (str, Path)) else to_float(image, source)
+    img, source = _luma(image)
     check_image(img, sf, source)
-    net = _model(model, sf, config)
-    with torch.inference_mode():
-        k = net(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None])
-    return k[0, 0].numpy().astype(np.float32)
+    if artifact is None:
+        window = select_window(img, budget_for(sf, budget))
+        net = _model(model, sf, config)
+        with torch.inference_mode():
+            k = net(torch.from_numpy(apply_window(img, window))[None, None])[0, 0].numpy()
+        return Estimate(k.astype(np.float32), window, model)
+    from export.manifest import find_artifact
+    from export.runtimes import open_runner
+
+    artifact = Path(artifact)
+    manifest, fmt = find_artifact(artifact)
+    if artifact_format is not None and artifact_format != fmt:
+        raise ValueError(f"{artifact} is the {fmt} artifact of its export, not {artifact_format}")
+    if manifest["sf"] != sf:
+        raise ValueError(f"{artifact} was exported for sf {manifest['sf']}, not {sf}")
+    lr, window = budget_input(img, manifest["input_size"])
+    k = open_runner(artifact.parent, manifest, fmt)(lr[None, None])["kernel"][0, 0]
+    return Estimate(np.asarray(k, np.float32), window, f"{artifact.name} ({fmt})")
+
+
+def estimate(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelnet",
+             config: str | None = None, budget: int | None = None) -> np.ndarray:
+    """:func:`estimate_kernel`'s kernel alone: ``(K, K)`` float32."""
+    return estimate_kernel(image, sf, model, config, budget).kernel

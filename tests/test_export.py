@@ -11,8 +11,9 @@ from export import tflite_formats
 from export.exporter import FORMATS, ExportError, export
 from export.manifest import read_manifest, sha256
 from export.parity import DEFAULT_TOLERANCES, error_grows_at, parse_tolerance, run_parity
-from export.runtimes import TorchRunner, fit_to_input, from_file_layout, open_runner, to_file_layout
+from export.runtimes import TorchRunner, from_file_layout, open_runner, to_file_layout
 from mobile_kernelnet.cli import EXPORT_FORMATS, main
+from mobile_kernelnet.estimation import estimate_kernel
 from mobile_kernelnet.models import create_model
 
 from conftest import EXPORT_SIZE as SIZE
@@ -77,16 +78,6 @@ def test_layout_helpers_round_trip():
     assert tflite_formats.layout_of([1, 1, 9, 9], [1, 1, 9, 9]) == "NCHW"
 
 
-def test_fit_to_input_crops_pads_or_refuses():
-    img = np.arange(100 * 80, dtype=np.float32).reshape(100, 80) / 8000
-    crop, how = fit_to_input(img, 64)
-    assert how == "centre crop" and crop.shape == (1, 1, 64, 64) and crop[0, 0, 0, 0] == img[18, 8]
-    with pytest.raises(ValueError, match="smaller than the exported input size"):
-        fit_to_input(img, 90)
-    padded, how = fit_to_input(img, 90, pad=True)
-    assert how == "reflect pad" and padded.shape == (1, 1, 90, 90)
-
-
 def test_parity_fails_and_names_a_stage_when_a_tolerance_is_broken(exported, testset_root_sf2, tmp_path, capsys):
     tol = parse_tolerance("tflite-int8.delta_l1=1e-9", DEFAULT_TOLERANCES)
     report = run_parity(exported, testset_root_sf2, ["tflite-int8"], tol, max_images=3)
@@ -123,18 +114,26 @@ def test_estimate_runs_an_exported_file(exported, testset_root_sf2, tmp_path, ca
                  "--out", str(tmp_path)]) == 0
     assert "(tflite-fp16)" in capsys.readouterr().out
     k = np.load(tmp_path / f"{png.stem}.npy")
+    from mobile_kernelnet.budget import budget_input
     from mobile_kernelnet.imio import read_image
-    lr, _ = fit_to_input(read_image(png), SIZE)
+    lr, _ = budget_input(read_image(png), SIZE)
     with torch.inference_mode():
-        ref = create_model("kernelnet", 2, "mobile")(torch.from_numpy(lr))[0, 0].numpy()
+        ref = create_model("kernelnet", 2, "mobile")(torch.from_numpy(lr)[None, None])[0, 0].numpy()
     assert np.abs(k - ref).max() < 2.5e-3
     # the wrong format name for the file is refused, and so is an image smaller than the input
     small = tmp_path / "small.png"
     from mobile_kernelnet.imio import write_png
     write_png(small, read_image(png)[:50, :50])
     assert main(["estimate", str(small), "--sf", "2", "--format", "tflite-fp16", "--model-file", str(art),
-                 "--out", str(tmp_path / "out")]) == 1
-    assert "smaller than the exported input size 64" in capsys.readouterr().err
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "from the whole image 50x50" in capsys.readouterr().out  # reflect-padded to the input size
+    # a photo larger than the budget: both paths see the same edge-energy window, so the same kernel
+    big = tmp_path / "big.png"
+    write_png(big, np.tile(read_image(png), (2, 3)))
+    torch_k = estimate_kernel(str(big), sf=2, budget=SIZE)
+    file_k = estimate_kernel(str(big), sf=2, artifact=exported / m["artifacts"]["tflite-fp32"]["file"])
+    assert torch_k.window == file_k.window and torch_k.window.how == "edge-energy crop"
+    assert np.abs(torch_k.kernel - file_k.kernel).max() < 1e-4
     assert main(["estimate", str(png), "--sf", "2", "--format", "tflite-fp32", "--model-file", str(art),
                  "--out", str(tmp_path)]) == 1
     assert "is the tflite-fp16 artifact" in capsys.readouterr().err
