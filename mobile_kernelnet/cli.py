@@ -326,7 +326,7 @@ def cmd_sr(args: argparse.Namespace) -> int:
     from .kernels import read_kernel
     from .models.registry import model_entry, parse_model_spec
     from .outputs import save_kernel_files, sr_outputs
-    from .sr import super_resolve
+    from .sr import super_resolve_tiled
 
     out, kernel_stem = sr_outputs(args.image, args.out)
     k = read_kernel(args.kernel, args.sf) if args.kernel is not None else None
@@ -339,9 +339,10 @@ def cmd_sr(args: argparse.Namespace) -> int:
     source = str(args.kernel) if k is not None else args.model
     if k is None:
         k = estimate(luma, sf=args.sf, model=name, config=config)
-    sr = super_resolve(image.pixels, k, args.sf)
+    sr = super_resolve_tiled(image.pixels, k, args.sf, out_dtype=np.uint16 if image.bits == 16 else np.uint8,
+                             progress=not args.quiet)
     npy, _ = save_kernel_files(k, out.parent, kernel_stem)
-    write_image(out, sr, bits=16 if image.bits == 16 else 8)
+    write_image(out, sr)
     print(f"{args.image}: sf{args.sf} SR with the {source} kernel -> {out} ({sr.shape[1]}x{sr.shape[0]}), "
           f"kernel -> {npy}")
     return EXIT_OK
@@ -541,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group()
     g.add_argument("--model", default="kernelnet", help="estimator (name or name:config)")
     g.add_argument("--kernel", type=Path, help="use this kernel (.npy) instead of estimating one")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--out", required=True,
                    help="SR image file (.png/.tif: 16-bit if the input is; .jpg: 8-bit) or a folder (existing, or "
                         "ending in /) for <stem>_sr.png; the kernel is written beside it as <out stem>_kernel.npy")

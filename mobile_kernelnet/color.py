@@ -27,13 +27,16 @@ def to_float(img: np.ndarray, source: str = "image") -> np.ndarray:
     if img.dtype == bool or not np.issubdtype(img.dtype, np.floating):
         raise ValueRangeError(f"{source}: pixel type {img.dtype} is not an image type; pass uint8, uint16 "
                               f"or float in [0, 1]")
-    finite = img[np.isfinite(img)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    lo, hi = (float(img.min()), float(img.max())) if img.size else (0.0, 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN / inf pixels: judge the range by the others
+        finite = img[np.isfinite(img)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
         hint = " (it looks like 0..255: divide by 255)" if hi <= 255 and hi > 1.5 and lo >= 0 else ""
         raise ValueRangeError(f"{source}: float pixels span [{lo:.4g}, {hi:.4g}], outside [0, 1]{hint}; "
                               f"scale them to [0, 1] first")
-    return np.clip(img, 0.0, 1.0).astype(np.float32)
+    img = img.astype(np.float32, copy=False)
+    return np.clip(img, 0.0, 1.0) if lo < 0 or hi > 1 else img
 
 
 def to_gray(img: np.ndarray, source: str = "image") -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.signal import fftconvolve
 
 
 def _check_sizes(h: int, w: int, ksize: int, sf: int) -> None:
@@ -39,7 +38,7 @@ def blur_np(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     _check_sizes(*x.shape, k.shape[0], 1)
     r = k.shape[0] // 2
     padded = np.pad(np.asarray(x, dtype=np.float64), r, mode="reflect")
-    return fftconvolve(padded, np.asarray(k, dtype=np.float64), mode="valid").astype(np.float32)
+    return convolve(padded, np.asarray(k, dtype=np.float64), mode="valid").astype(np.float32)
 
 
 def degrade_np(x: np.ndarray, k: np.ndarray, sf: int, noise_sigma: float = 0.0,
@@ -86,3 +85,11 @@ def degrade_torch(x: torch.Tensor, k: torch.Tensor, sf: int,
 def quantize_8bit(y: torch.Tensor) -> torch.Tensor:
     """Clip to [0, 1] and round to 8 bits, as storing the LR image as a PNG does."""
     return torch.round(y.clamp(0, 1) * 255) / 255
+
+
+def convolve(a: np.ndarray, b: np.ndarray, mode: str = "full") -> np.ndarray:
+    """2-D true convolution of two arrays (``scipy.signal.fftconvolve``, imported on first
+    use: importing ``scipy.signal`` takes about a second, which `mkn estimate` — it never
+    convolves on the host — should not pay)."""
+    from scipy.signal import fftconvolve
+    return fftconvolve(a, b, mode=mode)

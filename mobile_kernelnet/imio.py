@@ -128,14 +128,18 @@ def check_image_output(path: str | Path) -> Path:
 
 
 def write_image(path: str | Path, img: np.ndarray, bits: int = 8) -> None:
-    """Write ``(H, W)`` or ``(H, W, 3)`` float in [0, 1] (clipped, rounded) atomically, in the
-    format of the path's suffix: PNG or TIFF at 8 or 16 bits, JPEG (quality 95) at 8 bits
-    (``bits`` 16 falls back to 8 there)."""
+    """Write ``(H, W)`` or ``(H, W, 3)`` atomically, in the format of the path's suffix: PNG
+    or TIFF at 8 or 16 bits, JPEG (quality 95) at 8 bits (16 falls back to 8 there).
+    ``img``: float in [0, 1] (clipped, rounded to ``bits``), or uint8 / uint16 pixels,
+    written at their own depth."""
     path = check_image_output(path)
     suffix = path.suffix.lower()
-    bits = bits if bits in IMAGE_SUFFIXES[suffix] else 8
-    dtype = {8: np.uint8, 16: np.uint16}[bits]
-    data = np.round(np.clip(img, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
+    if img.dtype in (np.uint8, np.uint16):
+        data = img if 8 * img.itemsize in IMAGE_SUFFIXES[suffix] else (img >> 8).astype(np.uint8)
+    else:
+        bits = bits if bits in IMAGE_SUFFIXES[suffix] else 8
+        dtype = {8: np.uint8, 16: np.uint16}[bits]
+        data = np.round(np.clip(img, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
     with atomic_output(path) as tmp:
         if suffix in (".jpg", ".jpeg"):
             Image.fromarray(data).save(tmp, format="JPEG", quality=95)

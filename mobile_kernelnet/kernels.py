@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import fftconvolve
+
+from .degrade import convolve
 
 SCALE_FACTORS = (2, 3, 4)
 _KERNEL_SIZES = {2: 15, 3: 19, 4: 23}
@@ -231,7 +232,7 @@ def self_convolve(k: np.ndarray, copies: int, size: int) -> np.ndarray:
     """``k ⊛ k ⊛ ... ⊛ k`` (``copies`` factors), centre-cropped to ``(size, size)``, sum 1."""
     out = np.asarray(k, dtype=np.float64)
     for _ in range(copies - 1):
-        out = fftconvolve(out, k, mode="full")
+        out = convolve(out, k, mode="full")
     return normalize_kernel(center_crop_or_pad(out, size))
 
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from scipy.signal import convolve2d
 from skimage.restoration import denoise_tv_chambolle, denoise_wavelet
 
-from .color import rgb_to_ycbcr, ycbcr_to_rgb
+from .color import YCBCR_FULL, rgb_to_ycbcr, ycbcr_to_rgb
 from .spectral import Complex, Spectral, abs2, cdiv_real, circular_from_centered, cmul, conj
 
 
@@ -214,3 +214,37 @@ def super_resolve(img: np.ndarray, kernel: np.ndarray, sf: int, config: SRConfig
     chroma = [upscale_bicubic(ycc[..., c], sf) for c in (1, 2)]
     out = ycbcr_to_rgb(np.stack([y, *chroma], axis=-1))
     return np.clip(out, 0, 1).astype(np.float32)
+
+
+SR_TILE = 192
+"""LR tile side of :func:`super_resolve_tiled` (px)."""
+
+
+def super_resolve_tiled(img: np.ndarray, kernel: np.ndarray, sf: int, config: SRConfig = SRConfig(),
+                        tile: int = SR_TILE, out_dtype=np.float32, progress: bool = False) -> np.ndarray:
+    """:func:`super_resolve` in overlapping LR tiles, so memory is bounded by the tile, not
+    the photo. ``img``: ``(h, w)`` or ``(h, w, 3)`` in [0, 1]. Each ``tile x tile`` LR tile is
+    solved with a margin of ``2 ceil(K / sf) + 8`` LR px on every side (more than the
+    kernel's support, so the tile's own boundary does not reach the kept part) and its
+    centre written into the ``(sf h, sf w[, 3])`` output of ``out_dtype`` (float32 in [0, 1],
+    or uint8 / uint16 scaled to their range). The noise level is estimated once on the
+    whole image's luma and shared by every tile. Images no larger than one tile are solved
+    whole."""
+    from tqdm import tqdm
+
+    k = check_kernel(kernel, img.shape[:2], sf)
+    h, w = img.shape[:2]
+    luma = img if img.ndim == 2 else (np.asarray(img[..., :3], np.float64) @ YCBCR_FULL[0]).astype(np.float32)
+    noise = estimate_noise(luma) if config.noise_floor is not None else None
+    out = np.empty((sf * h, sf * w) + img.shape[2:], out_dtype)
+    scale = float(np.iinfo(out_dtype).max) if np.issubdtype(out_dtype, np.integer) else 1.0
+    margin = 2 * math.ceil(k.shape[0] / sf) + 8
+    starts = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
+    for y, x in tqdm(starts, desc="SR tiles", disable=not progress or len(starts) == 1, mininterval=1):
+        y0, x0 = max(y - margin, 0), max(x - margin, 0)
+        y1, x1 = min(y + tile + margin, h), min(x + tile + margin, w)
+        sr = super_resolve(img[y0:y1, x0:x1], k, sf, config, noise_sigma=noise)
+        ty, tx = min(tile, h - y), min(tile, w - x)
+        part = sr[sf * (y - y0):sf * (y - y0 + ty), sf * (x - x0):sf * (x - x0 + tx)]
+        out[sf * y:sf * (y + ty), sf * x:sf * (x + tx)] = np.round(part * scale) if scale != 1.0 else part
+    return out
