@@ -4,23 +4,33 @@ For each input size (an export is fixed to one size: other sizes are exported on
 into ``DIR@SIZE`` beside it and reused while the weights are unchanged) and each
 thread count, every target -- the PyTorch reference (``torch-eager``), each ONNX file
 in ONNX Runtime (``onnxruntime-cpu``), each TFLite file in LiteRT with XNNPACK
-(``litert-xnnpack``) and with the builtin kernels only (``litert-builtin``) -- is
-created and run once (``first_inference_ms``), then all targets are run
-**interleaved** (one call of each in turn, ``warmup`` then ``runs`` rounds, with a short
-idle pause before each call, :data:`PAUSE_S`) so that the machine's noise hits every
-target alike; medians and p90 of those runs are kept.
+(``litert-xnnpack``) and with the builtin kernels only (``litert-builtin``) -- gets
+**its own worker process** (:func:`_worker`), which creates the runner and runs it once
+(``first_inference_ms``). The workers are then driven **interleaved** (one call of each
+in turn, ``warmup`` then ``runs`` rounds, with a short idle pause before each call,
+:data:`PAUSE_S`; the others wait on their pipe meanwhile), so that the machine's noise
+hits every target alike while no two targets share a process, an allocator or a
+thread pool; medians and p90 of those runs are kept.
+
+Busy machine: the sgemm peak (:func:`roofline.sgemm_peak_gflops`) is measured at the
+start and at the end of the run. When it moved by more than :data:`BUSY_CHANGE`, or a
+record ran faster than its floor (``ratio_to_floor < 1``, impossible on a quiet
+machine), the records are marked ``busy: true`` with the reason and `mkn bench` warns.
 
 Record fields (schema :data:`SCHEMA`): ``model, config, sf, format, runtime, threads,
 input_size, status, latency_ms_median, latency_ms_p90, first_inference_ms, init_ms,
-runs, size_mb, peak_memory_mb, kernel_l1, flops, floor_ms, ratio_to_floor``.
-``peak_memory_mb`` is the process RSS growth while the target is created and run
-once (in-process, so an approximation of its own footprint); ``kernel_l1`` is the
-mean L1 against the true kernels of the test set (images fitted to the input size as
-in parity); ``floor_ms`` / ``ratio_to_floor`` see :mod:`bench.roofline`.
+runs, size_mb, peak_memory_mb, kernel_l1, flops, floor_ms, ratio_to_floor, busy, pid``
+(``pid``: the worker process that ran it).
+``peak_memory_mb`` is the worker's RSS growth while the target is created and run once;
+``kernel_l1`` is the mean L1 against the true kernels of the test set (images fitted to
+the input size as in parity); ``floor_ms`` / ``ratio_to_floor`` see :mod:`bench.roofline`
+(the floor uses the faster of the two sgemm measurements).
 """
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +57,8 @@ PAUSE_S = 0.03
 spin for a while after a run, and without a pause they steal the cores from the next
 target of the round (seen here: the TFLite call right after ONNX Runtime's ran ~1.7x
 slower at 2 threads than the same file later in the round)."""
+BUSY_CHANGE = 0.20
+"""Relative change of the sgemm peak between a run's start and end that marks it busy."""
 KEY = ("model", "config", "sf", "format", "runtime", "threads", "input_size")
 """Fields that identify a record across benchmark runs (the regression gate matches on them)."""
 
@@ -105,41 +117,69 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2 ** 20
 
 
-def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, warmup: int,
-                l1: dict[tuple[str, str], float], flops: int, bar: tqdm | None = None) -> list[dict]:
-    """Time every target at one thread count, interleaved; one record per target."""
+def _worker(conn, target: Target, manifest: dict, threads: int) -> None:
+    """Worker process of one target: create the runner, run it once and report
+    ``init_ms`` / ``first_inference_ms`` / ``peak_memory_mb`` (or ``error``); then time one
+    call per ``"run"`` message until ``"stop"``."""
     size = manifest["input_size"]
     x = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
-    floor_ms = flops / (sgemm_peak_gflops(threads) * 1e9) * 1e3
+    try:
+        rss0, t0 = _rss_mb(), time.perf_counter()
+        runner = target.runner(manifest, threads)
+        t1 = time.perf_counter()
+        runner(x)
+        t2 = time.perf_counter()
+        conn.send({"init_ms": (t1 - t0) * 1e3, "first_inference_ms": (t2 - t1) * 1e3,
+                   "peak_memory_mb": max(_rss_mb() - rss0, 0.0), "pid": os.getpid()})
+    except Exception as exc:  # noqa: BLE001 -- a target that cannot run is recorded, not fatal
+        conn.send({"status": "error", "error": f"{type(exc).__name__}: {exc}"})
+        return
+    while conn.recv() == "run":
+        t0 = time.perf_counter()
+        runner(x)
+        conn.send((time.perf_counter() - t0) * 1e3)
+
+
+def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, warmup: int,
+                l1: dict[tuple[str, str], float], flops: int, peak_gflops: float,
+                bar: tqdm | None = None) -> list[dict]:
+    """Time every target at one thread count, one worker process each, interleaved; one
+    record per target. ``peak_gflops``: the sgemm peak the floor is computed from."""
+    size = manifest["input_size"]
+    floor_ms = flops / (peak_gflops * 1e9) * 1e3
     base = {k: manifest[k] for k in ("model", "config", "sf")}
+    ctx = mp.get_context("spawn")
     records, live = {}, {}
-    for t in targets:
-        rec = {**base, "format": t.format, "runtime": t.runtime, "threads": threads, "input_size": size,
-               "size_mb": (manifest["artifacts"][t.format]["size_bytes"] if t.format != "pytorch" else
-                           weights_path(base["model"], base["config"], base["sf"]).stat().st_size) / 1e6,
-               "kernel_l1": l1.get((t.format, t.runtime)), "flops": flops, "floor_ms": floor_ms}
-        try:
-            rss0, t0 = _rss_mb(), time.perf_counter()
-            runner = t.runner(manifest, threads)
-            t1 = time.perf_counter()
-            runner(x)
-            t2 = time.perf_counter()
-            rec.update(init_ms=(t1 - t0) * 1e3, first_inference_ms=(t2 - t1) * 1e3,
-                       peak_memory_mb=max(_rss_mb() - rss0, 0.0))
-            live[t] = runner
-        except Exception as exc:  # noqa: BLE001 -- a target that cannot run is recorded, not fatal
-            rec.update(status="error", error=f"{type(exc).__name__}: {exc}")
-        records[t] = rec
-    times = {t: [] for t in live}
-    for i in range(warmup + runs):
-        for t, runner in live.items():
-            time.sleep(PAUSE_S)
-            t0 = time.perf_counter()
-            runner(x)
-            if i >= warmup:
-                times[t].append((time.perf_counter() - t0) * 1e3)
-        if bar is not None:
-            bar.update(1)
+    try:
+        for t in targets:
+            rec = {**base, "format": t.format, "runtime": t.runtime, "threads": threads, "input_size": size,
+                   "size_mb": (manifest["artifacts"][t.format]["size_bytes"] if t.format != "pytorch" else
+                               weights_path(base["model"], base["config"], base["sf"]).stat().st_size) / 1e6,
+                   "kernel_l1": l1.get((t.format, t.runtime)), "flops": flops, "floor_ms": floor_ms}
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(there, t, manifest, threads), daemon=True)
+            proc.start()
+            rec.update(here.recv())
+            if rec.get("status") != "error":
+                live[t] = (here, proc)
+            records[t] = rec
+        times = {t: [] for t in live}
+        for i in range(warmup + runs):
+            for t, (conn, _) in live.items():
+                time.sleep(PAUSE_S)
+                conn.send("run")
+                ms = conn.recv()
+                if i >= warmup:
+                    times[t].append(ms)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        for conn, proc in live.values():
+            if proc.is_alive():
+                conn.send("stop")
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
     for t, ts in times.items():
         med = float(np.median(ts))
         records[t].update(status="ok", runs=runs, latency_ms_median=med,
@@ -147,16 +187,31 @@ def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, 
     return list(records.values())
 
 
+def busy_reasons(peaks_start: dict[int, float], peaks_end: dict[int, float], records: list[dict]) -> list[str]:
+    """Why a run's timings cannot be trusted (empty when the machine looked quiet): the
+    sgemm peak moved by more than :data:`BUSY_CHANGE` between start and end, or a record
+    ran faster than its floor."""
+    reasons = [f"sgemm peak at {n} thread(s) moved {peaks_start[n]:.0f} -> {peaks_end[n]:.0f} GFLOP/s"
+               for n in peaks_start if abs(peaks_end[n] / peaks_start[n] - 1) > BUSY_CHANGE]
+    reasons += [f"{r['format']}/{r['runtime']} {r['threads']}t {r['input_size']}px ran below its floor "
+                f"(ratio {r['ratio_to_floor']:.2f})" for r in records
+                if r.get("status") == "ok" and r["ratio_to_floor"] < 1]
+    return reasons
+
+
 def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], runs: int, warmup: int,
               testset_root: str | Path, max_images: int | None = None,
               on_group: Callable[[list[dict]], None] = lambda recs: None,
-              progress: bool = True) -> list[dict]:
+              progress: bool = True) -> tuple[list[dict], dict]:
     """Benchmark an export directory; ``on_group`` gets every finished group of records
-    (one size and thread count) so the caller can save them as they come."""
+    (one size and thread count) so the caller can save them as they come. Returns the
+    records (each marked ``busy``) and the machine check: ``{"sgemm_gflops_start",
+    "sgemm_gflops_end", "busy_reasons"}``."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     sizes = sizes or [manifest["input_size"]]
     say = tqdm.write if progress else (lambda _: None)
+    peaks_start = {n: sgemm_peak_gflops(n) for n in threads}
     records = []
     bar = tqdm(total=len(sizes) * len(threads) * (runs + warmup), desc="bench", unit="round", disable=not progress)
     for size in sizes:
@@ -172,11 +227,20 @@ def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], r
                 pass
         flops = model_flops(create_model(manifest["model"], manifest["sf"], manifest["config"]), size)
         for n in threads:
-            group = bench_group(targets, sub_manifest, n, runs, warmup, l1, flops, bar)
+            group = bench_group(targets, sub_manifest, n, runs, warmup, l1, flops, peaks_start[n], bar)
             records += group
             on_group(group)
     bar.close()
-    return records
+    peaks_end = {n: sgemm_peak_gflops(n) for n in threads}
+    for r in records:  # the floor from the faster of the two measurements
+        if r.get("status") == "ok":
+            r["floor_ms"] = r["flops"] / (max(peaks_start[r["threads"]], peaks_end[r["threads"]]) * 1e9) * 1e3
+            r["ratio_to_floor"] = r["latency_ms_median"] / r["floor_ms"]
+    reasons = busy_reasons(peaks_start, peaks_end, records)
+    for r in records:
+        r["busy"] = bool(reasons)
+    return records, {"sgemm_gflops_start": {str(n): v for n, v in peaks_start.items()},
+                     "sgemm_gflops_end": {str(n): v for n, v in peaks_end.items()}, "busy_reasons": reasons}
 
 
 def compare(records: list[dict], baseline: list[dict], max_slowdown: float, max_l1_increase: float) -> dict:

@@ -27,8 +27,11 @@ def table(records: list[dict]) -> str:
 
 
 def markdown(records: list[dict], machine: dict) -> str:
-    """The same table in Markdown, headed by the machine it ran on."""
+    """The same table in Markdown, headed by the machine it ran on (and a warning when the
+    run was marked busy)."""
     head = f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores\n\n"
+    for reason in machine.get("check", {}).get("busy_reasons", []):
+        head += f"**Busy machine, timings not trustworthy:** {reason}\n\n"
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_row(r)) + " |" for r in records]
     return head + "\n".join(lines) + "\n"
@@ -66,3 +69,15 @@ def plot(records: list[dict], path: str | Path) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def write_reports(records: list[dict], machine: dict, json_path: Path) -> str:
+    """Write the Markdown table and the PNG plot beside ``json_path`` (atomically); returns
+    the terminal table and a line naming the files."""
+    from mobile_kernelnet.imio import atomic_output
+
+    md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
+    with atomic_output(md) as tmp:
+        tmp.write_text(markdown(records, machine))
+    plot(records, png)
+    return f"{table(records)}\nwrote {json_path}, {md}, {png}"

@@ -9,8 +9,6 @@ latency's ``ratio_to_floor`` = measured / floor (1 = at the limit).
 from __future__ import annotations
 
 import time
-from functools import lru_cache
-
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -31,7 +29,6 @@ def model_flops(model: torch.nn.Module, size: int) -> int:
             model.set_spectral_backend("torch")
 
 
-@lru_cache(maxsize=8)
 def sgemm_peak_gflops(threads: int, n: int = 2048, runs: int = 7) -> float:
     """Median GFLOP/s of an ``n x n`` float32 ``torch.mm`` on ``threads`` threads."""
     before = torch.get_num_threads()

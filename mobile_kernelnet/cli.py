@@ -153,22 +153,16 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from bench.benchmark import SCHEMA, run_bench
+    from bench.benchmark import SCHEMA, load_baseline, run_bench
     from bench.latency import machine_info
-    from export.manifest import read_manifest
-    from bench.report import markdown, plot, table
+    from bench.report import write_reports
+    from export.manifest import read_manifest, tool_versions
     from .evaluate import write_json
-
-    from bench.benchmark import load_baseline
     from .testset import require_testset
 
-    sizes, threads = args.sizes, args.threads
     baseline = load_baseline(args.baseline) if args.baseline else None
     require_testset(args.testset, read_manifest(args.dir, verify=False)["sf"])
-    from bench.roofline import sgemm_peak_gflops
-    from export.manifest import tool_versions
-    machine = {**machine_info(), "tools": tool_versions(),
-               "sgemm_peak_gflops": {str(n): sgemm_peak_gflops(n) for n in threads}}
+    machine = {**machine_info(), "tools": tool_versions()}
     records: list[dict] = []
 
     def save(complete: bool) -> None:
@@ -180,23 +174,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         save(False)
 
     try:
-        run_bench(args.dir, sizes, threads, args.runs, args.warmup, args.testset, args.images, on_group,
-                  progress=not args.quiet)
+        records[:], machine["check"] = run_bench(args.dir, args.sizes, args.threads, args.runs, args.warmup,
+                                                 args.testset, args.images, on_group, progress=not args.quiet)
     except KeyboardInterrupt:
         save(False)
         print(f"\ninterrupted: kept {len(records)} finished records in {args.json} (complete: false)",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     save(True)
-    print(table(records))
-    md, png = args.json.with_suffix(".md"), args.json.with_suffix(".png")
-    from .imio import atomic_output
-    with atomic_output(md) as tmp:
-        tmp.write_text(markdown(records, machine))
-    plot(records, png)
-    print(f"wrote {args.json}, {md}, {png}")
+    for reason in machine["check"]["busy_reasons"]:
+        print(f"mkn bench: WARNING: machine busy, timings marked busy: {reason}", file=sys.stderr)
+    print(write_reports(records, machine, args.json))
     if baseline is None:
-        return 1 if any(r.get("status") != "ok" for r in records) else 0
+        return EXIT_INPUT_FAILED if any(r.get("status") != "ok" for r in records) else EXIT_OK
     return regression_gate(records, baseline, args.baseline, args.max_slowdown, args.max_l1_increase)
 
 

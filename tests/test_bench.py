@@ -1,15 +1,14 @@
 """`mkn bench` over the CI export: records, report files, regression gate, Ctrl-C."""
 import json
-import time
 
 import pytest
+import torch
 
 from bench import benchmark
 from bench.benchmark import KEY, compare, run_bench
 from bench.report import markdown, table
 from bench.roofline import model_flops
 from conftest import EXPORT_SIZE
-from export.runtimes import LiteRunner
 from mobile_kernelnet.cli import main
 from mobile_kernelnet.models import create_model
 
@@ -19,8 +18,11 @@ FIELDS = {"model", "sf", "format", "runtime", "threads", "input_size", "latency_
 
 @pytest.fixture(scope="module")
 def records(exported, testset_root_sf2):
-    return run_bench(exported, None, [1], runs=3, warmup=1, testset_root=testset_root_sf2, max_images=2,
-                     progress=False)
+    records, check = run_bench(exported, None, [1], runs=3, warmup=1, testset_root=testset_root_sf2,
+                               max_images=2, progress=False)
+    assert set(check) == {"sgemm_gflops_start", "sgemm_gflops_end", "busy_reasons"}
+    assert all(r["busy"] == bool(check["busy_reasons"]) for r in records)
+    return records
 
 
 def test_every_format_and_runtime_gets_a_complete_record(records):
@@ -56,7 +58,7 @@ def test_gate_flags_slower_or_less_accurate_records_only(records):
     assert compare(other_size, records, 1.10, 0.01)["matched"] == 0
 
 
-def test_gate_cli_passes_unchanged_and_fails_a_slowed_runtime(exported, testset_root_sf2, tmp_path, monkeypatch,
+def test_gate_cli_passes_unchanged_and_fails_a_slowed_runtime(exported, testset_root_sf2, tmp_path,
                                                               capsys):
     base = ["bench", str(exported), "--runs", "3", "--warmup", "1", "--threads", "1", "--images", "1",
             "--testset", str(testset_root_sf2), "--quiet"]
@@ -68,13 +70,12 @@ def test_gate_cli_passes_unchanged_and_fails_a_slowed_runtime(exported, testset_
     gate = ["--baseline", str(tmp_path / "old.json"), "--max-slowdown", "3"]
     assert main(base + ["--json", str(tmp_path / "same.json")] + gate) == 0
     capsys.readouterr()
-    # the LiteRT runtime made slower by 0.2 s a call: every LiteRT record regresses, nothing else
-    real_call = LiteRunner.__call__
-
-    def slowed(self, lr):
-        time.sleep(0.2)
-        return real_call(self, lr)
-    monkeypatch.setattr(LiteRunner, "__call__", slowed)
+    # a baseline in which LiteRT ran 10x faster: every LiteRT record regresses, nothing else (the
+    # targets run in worker processes, so the baseline is edited rather than the runtime slowed)
+    fast = dict(old, records=[dict(r, latency_ms_median=r["latency_ms_median"] / 10 if "litert" in r["runtime"]
+                                   else r["latency_ms_median"]) for r in old["records"]])
+    (tmp_path / "fast.json").write_text(json.dumps(fast))
+    gate = ["--baseline", str(tmp_path / "fast.json"), "--max-slowdown", "3"]
     assert main(base + ["--json", str(tmp_path / "slow.json")] + gate) == 1
     err = capsys.readouterr().err
     flagged = [line for line in err.splitlines() if line.startswith("REGRESSION")]
@@ -103,7 +104,8 @@ def test_ctrl_c_keeps_finished_records(exported, testset_root_sf2, tmp_path, mon
 def test_model_flops_count_the_convolutions_and_the_dft_products():
     model = create_model("kernelnet", 2, "mobile")
     n = 64
-    convs = 2 * n * n * sum(c.in_channels * c.out_channels * c.kernel_size[0] ** 2 for c in model.gradient.convs)
+    convs = 2 * n * n * sum(c.in_channels * c.out_channels * c.kernel_size[0] ** 2 // c.groups
+                            for c in model.gradient.modules() if isinstance(c, torch.nn.Conv2d))
     flops = model_flops(model, n)
     assert flops > convs  # plus the DFT matrix products and the refinement
     assert model.spectral.backend == "torch"  # restored
@@ -111,8 +113,8 @@ def test_model_flops_count_the_convolutions_and_the_dft_products():
 
 
 def test_other_sizes_are_exported_beside_and_reused(exported, testset_root_sf2):
-    recs = run_bench(exported, [48], [1], runs=1, warmup=0, testset_root=testset_root_sf2, max_images=1,
-                     progress=False)
+    recs, _ = run_bench(exported, [48], [1], runs=1, warmup=0, testset_root=testset_root_sf2, max_images=1,
+                        progress=False)
     beside = exported.with_name(f"{exported.name}@48")
     manifest = json.loads((beside / "manifest.json").read_text())
     assert manifest["input_size"] == 48 and set(manifest["artifacts"]) == set(
@@ -121,3 +123,25 @@ def test_other_sizes_are_exported_beside_and_reused(exported, testset_root_sf2):
     stamp = (beside / "manifest.json").stat().st_mtime_ns
     run_bench(exported, [48], [1], runs=1, warmup=0, testset_root=testset_root_sf2, max_images=1, progress=False)
     assert (beside / "manifest.json").stat().st_mtime_ns == stamp  # reused, not exported again
+
+
+def test_each_target_runs_in_its_own_process(exported):
+    """A worker's pid differs from the coordinator's and from every other worker's."""
+    import os
+    from export.manifest import read_manifest
+    manifest = read_manifest(exported)
+    targets = [t for t in benchmark.targets_of(exported, manifest) if t.runtime in ("torch-eager", "litert-xnnpack")]
+    recs = benchmark.bench_group(targets[:3], manifest, 1, runs=2, warmup=0, l1={}, flops=10 ** 6,
+                                 peak_gflops=100.0)
+    assert all(r["status"] == "ok" and r["peak_memory_mb"] > 0 for r in recs)
+    pids = {r["pid"] for r in recs}
+    assert len(pids) == 3 and os.getpid() not in pids
+
+
+def test_busy_machine_is_detected():
+    from bench.benchmark import busy_reasons
+    ok = [{"format": "f", "runtime": "r", "threads": 1, "input_size": 64, "status": "ok", "ratio_to_floor": 3.0}]
+    assert busy_reasons({1: 100.0}, {1: 110.0}, ok) == []
+    assert "moved 100 -> 70" in busy_reasons({1: 100.0}, {1: 70.0}, ok)[0]
+    below = [dict(ok[0], ratio_to_floor=0.8)]
+    assert "below its floor" in busy_reasons({1: 100.0}, {1: 100.0}, below)[0]
