@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test eval eval-sr tune-sr error-budget testsets weights latency exports bench android-example clean
+.PHONY: demo test eval eval-sr tune-sr tune-sr-camera error-budget testsets weights latency exports bench android-example clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,17 +23,26 @@ test: $(STAMP)
 
 testsets: $(STAMP)
 	for sf in 2 3 4; do test -d testsets/sf$$sf || $(BIN)/mkn make-testset --sf $$sf --out testsets || exit 1; done
+	for sf in 2 3 4; do test -d testsets/sf$$sf-camera || $(BIN)/mkn make-testset --sf $$sf --out testsets --camera \
+	    --overwrite || exit 1; done
 
 eval: testsets
 	$(BIN)/mkn eval --testset testsets --sf 2 3 4 --models $(EVAL_MODELS) --check-backends \
 	    --json results/eval_kernels.json --quiet
 	$(BIN)/mkn eval --testset testsets --sf 2 --models s2k s2k-noadv --json results/eval_s2k_ablation.json --quiet
+	$(BIN)/mkn eval --testset testsets --split camera --sf 2 3 4 --models fixed-gaussian kernelnet s2k \
+	    --json results/eval_kernels_camera.json --quiet
 
 eval-sr: testsets
 	$(BIN)/mkn eval --sr --testset testsets --sf 2 3 4 --models kernelnet s2k --json results/eval_sr.json --quiet
+	$(BIN)/mkn eval --sr --testset testsets --split camera --sf 2 4 --models kernelnet s2k \
+	    --json results/eval_sr_camera.json --quiet
 
 tune-sr: $(STAMP)
 	$(BIN)/mkn tune-sr --sf 2 4 --models kernelnet s2k --json results/sr_tuning.json --quiet
+
+tune-sr-camera: $(STAMP)
+	$(BIN)/mkn tune-sr --camera --sf 2 4 --models kernelnet s2k --json results/sr_tuning_camera.json --quiet
 
 error-budget: testsets
 	$(BIN)/mkn eval --error-budget --testset testsets --sf 2 3 4 --json results/kernelnet_error_budget.json --quiet
