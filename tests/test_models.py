@@ -69,3 +69,10 @@ def test_fixed_gaussian_matches_paper_sigma():
     k = create_model("fixed-gaussian", 4)(torch.zeros(1, 1, 80, 80))[0, 0].numpy().astype(np.float64)
     xs = np.arange(23) - 11
     assert np.sum(k * xs[None, :] ** 2) == pytest.approx(9.0, rel=0.02)  # sigma 3.0 at sf 4
+
+
+def test_ablations_run_their_parents_weights():
+    from mobile_kernelnet.models.registry import model_entry, weights_path
+    assert model_entry("kernelnet-norefine").weights_of == "kernelnet"
+    assert weights_path("kernelnet-norefine", "mobile", 2) == weights_path("kernelnet", "mobile", 2)
+    assert weights_path("s2k-noadv", "mobile", 2).name == "s2k-noadv_mobile_sf2.pt"  # trained on its own

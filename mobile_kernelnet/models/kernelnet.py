@@ -298,7 +298,7 @@ def kernelnet(sf: int, config: str, pretrained: bool) -> nn.Module:
     return build_kernelnet(sf, config, pretrained)
 
 
-@register_model("kernelnet-norefine", configs=tuple(CONFIGS))
+@register_model("kernelnet-norefine", configs=tuple(CONFIGS), weights_of="kernelnet")
 def kernelnet_norefine(sf: int, config: str, pretrained: bool) -> nn.Module:
     """Ablation: the shipped KernelNet weights with the refinement stage skipped."""
     return build_kernelnet(sf, config, pretrained, refine=False)

@@ -24,20 +24,25 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered estimator: its builder, the configs it accepts (first = default) and
+    ``weights_of``, the entry whose shipped files it loads (an ablation such as
+    ``kernelnet-norefine`` runs its parent's weights; ``None`` = its own)."""
+
     name: str
     builder: Callable[[int, str, bool], nn.Module]
     configs: tuple[str, ...]
+    weights_of: str | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, configs: tuple[str, ...] = ("default",)):
-    """Decorator registering ``builder`` under ``name``."""
+def register_model(name: str, configs: tuple[str, ...] = ("default",), weights_of: str | None = None):
+    """Decorator registering ``builder`` under ``name`` (``weights_of``: see :class:`ModelEntry`)."""
     def wrap(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, tuple(configs))
+        _REGISTRY[name] = ModelEntry(name, builder, tuple(configs), weights_of)
         return builder
     return wrap
 
@@ -71,8 +76,10 @@ def create_model(name: str, sf: int, config: str | None = None, pretrained: bool
 
 
 def weights_path(name: str, config: str, sf: int) -> Path:
-    """Where the shipped weights of ``name``/``config`` at ``sf`` live."""
-    return WEIGHTS_DIR / f"{name}_{config}_sf{sf}.pt"
+    """Where the shipped weights of ``name``/``config`` at ``sf`` live: an entry that runs
+    another's weights (``weights_of``) maps to that entry's file."""
+    owner = _REGISTRY[name].weights_of if name in _REGISTRY and _REGISTRY[name].weights_of else name
+    return WEIGHTS_DIR / f"{owner}_{config}_sf{sf}.pt"
 
 
 def load_pretrained(make: Callable[[Any], nn.Module], config: Any, path: Path) -> nn.Module:
