@@ -55,16 +55,18 @@ class SRConfig:
     """HQS schedule. ``sigma_*`` are the denoiser strengths (image units, [0, 1]).
 
     Defaults were chosen on *training* images (the packaged natural images, all three
-    kernel families, sf 2 and 4): TV beat wavelet denoising by ~2 dB (NOTES.md), and
+    kernel families, sf 2 and 4): TV beat wavelet denoising by ~2 dB (NOTES.md),
     ``mu`` / ``sigma_end`` are `mkn tune-sr`'s choice (:mod:`sr_tuning`: best mean PSNR
-    over the true, KernelNet's and S2K's kernels; ``results/sr_tuning.json``)."""
+    over the true, KernelNet's and S2K's kernels; ``results/sr_tuning.json``) and
+    ``noise_floor`` / ``noise_end`` `mkn tune-sr --camera`'s (the same rule over the clean
+    and the three camera levels; ``results/sr_tuning_camera.json``)."""
 
     iterations: int = 8
     sigma_start: float = 0.05
     sigma_end: float = 0.02
     mu: float = 1e-6
     denoiser: str = "tv"
-    noise_floor: float | None = None  # σ0 of the noise-aware schedule; None = noise-blind
+    noise_floor: float | None = 0.0025  # σ0 of the noise-aware schedule (`make tune-sr-camera`); None = blind
     noise_end: float = 1.0            # the schedule ends at >= noise_end x σ̂
 
 

@@ -122,7 +122,7 @@ def test_noise_aware_schedule_beats_the_blind_one_on_noisy_input():
     from mobile_kernelnet.camera import LEVELS
     from mobile_kernelnet.sr import noise_schedule
     from mobile_kernelnet.sr_tuning import tuning_cases
-    blind, aware = SRConfig(), SRConfig(noise_floor=0.0025)
+    blind, aware = SRConfig(noise_floor=None), SRConfig(noise_floor=0.0025)
     assert noise_schedule(blind, 0.03) == (blind.mu, blind.sigma_end)
     mu, end = noise_schedule(aware, 0.03)
     assert mu == pytest.approx(blind.mu * (1 + 144)) and end == 0.03
