@@ -35,7 +35,7 @@ eval: testsets
 
 eval-sr: testsets
 	$(BIN)/mkn eval --sr --testset testsets --sf 2 3 4 --models kernelnet s2k --json results/eval_sr.json --quiet
-	$(BIN)/mkn eval --sr --testset testsets --split camera --sf 2 4 --models kernelnet s2k \
+	$(BIN)/mkn eval --sr --noise-aware --testset testsets --split camera --sf 2 4 --models kernelnet s2k \
 	    --json results/eval_sr_camera.json --quiet
 
 tune-sr: $(STAMP)

@@ -316,7 +316,7 @@ def cmd_sr(args: argparse.Namespace) -> int:
     from .kernels import read_kernel
     from .models.registry import model_entry, parse_model_spec
     from .outputs import save_kernel_files, sr_outputs
-    from .sr import super_resolve_tiled
+    from .sr import NOISE_AWARE, SRConfig, super_resolve_tiled
 
     out, kernel_stem = sr_outputs(args.image, args.out)
     k = read_kernel(args.kernel, args.sf) if args.kernel is not None else None
@@ -329,7 +329,8 @@ def cmd_sr(args: argparse.Namespace) -> int:
     source = str(args.kernel) if k is not None else args.model
     if k is None:
         k = estimate(luma, sf=args.sf, model=name, config=config)
-    sr = super_resolve_tiled(image.pixels, k, args.sf, out_dtype=np.uint16 if image.bits == 16 else np.uint8,
+    config = SRConfig(**NOISE_AWARE) if args.noise_aware else SRConfig()
+    sr = super_resolve_tiled(image.pixels, k, args.sf, config, out_dtype=np.uint16 if image.bits == 16 else np.uint8,
                              progress=not args.quiet)
     npy, _ = save_kernel_files(k, out.parent, kernel_stem)
     write_image(out, sr)
@@ -352,6 +353,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import (SCHEMA, SCHEMA_SR, backend_agreement, evaluate_kernels, evaluate_sr, format_sr_table,
                            format_table, write_json)
     from .error_budget import SCHEMA as BUDGET_SCHEMA, error_budget, format_budget
+    from .sr import NOISE_AWARE, SRConfig
     from .testset import require_testset
 
     def score_kernels(sf: int, folder: Path) -> dict:
@@ -362,7 +364,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     def score_sr(sf: int, folder: Path) -> dict:
         figure = args.json.with_name(f"{args.json.stem}_{folder.name}.png") if args.json else None
-        return evaluate_sr(args.models, folder, figure=figure, progress=not args.quiet)
+        config = SRConfig(**NOISE_AWARE) if args.noise_aware else SRConfig()
+        return evaluate_sr(args.models, folder, figure=figure, progress=not args.quiet, config=config)
 
     def score_budget(sf: int, folder: Path) -> dict:
         return error_budget(folder, config=args.config)
@@ -533,6 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", default="kernelnet", help="estimator (name or name:config)")
     g.add_argument("--kernel", type=Path, help="use this kernel (.npy) instead of estimating one")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--noise-aware", action="store_true",
+                   help="SR regularisation follows the image's estimated noise (camera photos; sr.NOISE_AWARE)")
     s.add_argument("--out", required=True,
                    help="SR image file (.png/.tif: 16-bit if the input is; .jpg: 8-bit) or a folder (existing, or "
                         "ending in /) for <stem>_sr.png; the kernel is written beside it as <out stem>_kernel.npy")
@@ -557,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.add_argument("--sr", action="store_true",
                    help="score super-resolution with each kernel instead (PSNR/SSIM vs the HR originals)")
+    v.add_argument("--noise-aware", action="store_true",
+                   help="with --sr: the noise-aware SR schedule (sr.NOISE_AWARE) instead of the noise-blind one")
     v.add_argument("--check-backends", action="store_true",
                    help="also run spectral models with the matmul backend and report max |dk| vs torch")
     v.add_argument("--error-budget", action="store_true",

@@ -143,3 +143,19 @@ def test_tiled_sr_matches_the_whole_image_solve():
     assert np.abs(tiled - whole).mean() < 1e-3
     as_u8 = super_resolve_tiled(c["lr"], c["kernel"], 2, tile=96, out_dtype=np.uint8)
     np.testing.assert_array_equal(as_u8, np.round(tiled * 255).astype(np.uint8))
+
+
+def test_cli_noise_aware_sr_differs_from_the_blind_one(tmp_path):
+    import imageio.v3 as iio
+    from mobile_kernelnet.camera import LEVELS
+    from mobile_kernelnet.sr_tuning import tuning_cases
+    case = tuning_cases(2, level="high")[0]
+    lr = tmp_path / "noisy.png"
+    iio.imwrite(lr, np.round(case["lr"][:80, :80] * 255).astype(np.uint8))
+    np.save(tmp_path / "k.npy", case["kernel"])
+    for name, extra in (("blind.png", []), ("aware.png", ["--noise-aware"])):
+        assert main(["sr", str(lr), "--sf", "2", "--kernel", str(tmp_path / "k.npy"), "--quiet",
+                     "--out", str(tmp_path / name), *extra]) == 0
+    blind, aware = (iio.imread(tmp_path / n).astype(float) for n in ("blind.png", "aware.png"))
+    assert np.abs(np.diff(aware, axis=1)).mean() < np.abs(np.diff(blind, axis=1)).mean()  # less amplified noise
+    assert LEVELS["high"].jpeg_quality == 70
