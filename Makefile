@@ -69,7 +69,7 @@ exports: testsets
 # Desktop benchmark of the sf 2 export (other input sizes are exported beside it).
 bench: testsets
 	test -f exports/kernelnet_mobile_sf2/manifest.json || $(MAKE) exports
-	$(BIN)/mkn bench exports/kernelnet_mobile_sf2 --runs 50 --warmup 5 --threads 1,2 --sizes 128,256,512 \
+	$(BIN)/mkn bench exports/kernelnet_mobile_sf2 --runs 50 --warmup 5 --threads 1,2 --sizes 128,256 \
 	    --testset testsets --json results/bench_kernelnet_sf2.json
 
 # Example on-device report from the fake device of the tests (host CPU, not a phone).
