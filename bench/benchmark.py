@@ -47,7 +47,7 @@ from mobile_kernelnet.metrics import kernel_l1
 from mobile_kernelnet.models import create_model
 from mobile_kernelnet.models.registry import weights_path
 
-from .roofline import model_flops, sgemm_peak_gflops
+from .roofline import floor_ms as roofline_floor_ms, model_flops, sgemm_peak_gflops
 
 SCHEMA = "mkn-bench/1"
 RUNTIMES = {"torch": ("torch-eager",), "onnxruntime": ("onnxruntime-cpu",),
@@ -146,7 +146,7 @@ def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, 
     """Time every target at one thread count, one worker process each, interleaved; one
     record per target. ``peak_gflops``: the sgemm peak the floor is computed from."""
     size = manifest["input_size"]
-    floor_ms = flops / (peak_gflops * 1e9) * 1e3
+    floor_ms = roofline_floor_ms(flops, peak_gflops)
     base = {k: manifest[k] for k in ("model", "config", "sf")}
     ctx = mp.get_context("spawn")
     records, live = {}, {}
@@ -234,7 +234,7 @@ def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], r
     peaks_end = {n: sgemm_peak_gflops(n) for n in threads}
     for r in records:  # the floor from the faster of the two measurements
         if r.get("status") == "ok":
-            r["floor_ms"] = r["flops"] / (max(peaks_start[r["threads"]], peaks_end[r["threads"]]) * 1e9) * 1e3
+            r["floor_ms"] = roofline_floor_ms(r["flops"], max(peaks_start[r["threads"]], peaks_end[r["threads"]]))
             r["ratio_to_floor"] = r["latency_ms_median"] / r["floor_ms"]
     reasons = busy_reasons(peaks_start, peaks_end, records)
     for r in records:

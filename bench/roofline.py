@@ -29,6 +29,11 @@ def model_flops(model: torch.nn.Module, size: int) -> int:
             model.set_spectral_backend("torch")
 
 
+def floor_ms(flops: int, peak_gflops: float) -> float:
+    """The fastest a model of ``flops`` can run at ``peak_gflops`` (ms)."""
+    return flops / (peak_gflops * 1e9) * 1e3
+
+
 def sgemm_peak_gflops(threads: int, n: int = 2048, runs: int = 7) -> float:
     """Median GFLOP/s of an ``n x n`` float32 ``torch.mm`` on ``threads`` threads."""
     before = torch.get_num_threads()

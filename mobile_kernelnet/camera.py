@@ -125,6 +125,19 @@ def camera_np(lr: np.ndarray, params: CameraParams, rng: np.random.Generator) ->
     return jpeg_roundtrip(stored, params.jpeg_quality)[0]
 
 
+def camera_mix(clean: torch.Tensor, lab: torch.Tensor, ranges: CameraRanges, rng: np.random.Generator,
+               generator: torch.Generator) -> torch.Tensor:
+    """A batch in the training mix: ``lab`` ``(B, 1, h, w)`` (the lab degradation of ``clean``,
+    the noise-free LR images) with every image for which ``ranges`` draws camera parameters
+    (from ``rng``) replaced by :func:`camera_torch` of its ``clean`` version."""
+    draws = [ranges.draw(rng) for _ in range(len(clean))]
+    idx = [i for i, p in enumerate(draws) if p is not None]
+    out = lab.clone()
+    if idx:
+        out[idx] = camera_torch(clean[idx], [draws[i] for i in idx], generator)
+    return out
+
+
 def camera_torch(lr: torch.Tensor, params: list[CameraParams], generator: torch.Generator) -> torch.Tensor:
     """Batched :func:`camera_np`: ``lr`` ``(B, 1, h, w)`` clean LR, one :class:`CameraParams`
     per image. Noise is drawn in torch from ``generator``; the JPEG round trip runs per

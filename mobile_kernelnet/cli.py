@@ -130,17 +130,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def require_export_testset(export_dir: Path, testset: Path) -> None:
+    """Stop before any work when ``testset`` lacks the set for the export's sf (see
+    :func:`testset.require_testset`)."""
+    from export.manifest import read_manifest
+    from .testset import require_testset
+    require_testset(testset, read_manifest(export_dir, verify=False)["sf"])
+
+
 def cmd_parity(args: argparse.Namespace) -> int:
     from export.parity import DEFAULT_TOLERANCES, format_parity_table, parse_tolerance, run_parity
     from .evaluate import write_json
 
-    from export.manifest import read_manifest
-    from .testset import require_testset
-
     tolerances = DEFAULT_TOLERANCES
     for spec in args.tol or []:
         tolerances = parse_tolerance(spec, tolerances)
-    require_testset(args.testset, read_manifest(args.dir, verify=False)["sf"])
+    require_export_testset(args.dir, args.testset)
     report = run_parity(args.dir, args.testset, args.formats, tolerances, args.images)
     print(format_parity_table(report))
     json_path = args.json or args.dir / "parity.json"
@@ -156,12 +161,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from bench.benchmark import SCHEMA, load_baseline, run_bench
     from bench.latency import machine_info
     from bench.report import write_reports
-    from export.manifest import read_manifest, tool_versions
+    from export.manifest import tool_versions
     from .evaluate import write_json
-    from .testset import require_testset
 
     baseline = load_baseline(args.baseline) if args.baseline else None
-    require_testset(args.testset, read_manifest(args.dir, verify=False)["sf"])
+    require_export_testset(args.dir, args.testset)
     machine = {**machine_info(), "tools": tool_versions()}
     records: list[dict] = []
 
@@ -227,10 +231,9 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
     from android_harness.device_bench import HarnessError, run_device_bench
     from bench.benchmark import SCHEMA
     from bench.report import markdown, table
+    from bench.benchmark import load_baseline
     from .evaluate import write_json
     from .imio import atomic_output
-
-    from bench.benchmark import load_baseline
 
     threads, delegates = args.threads, args.delegates
     baseline = load_baseline(args.baseline) if args.baseline else None
@@ -288,10 +291,7 @@ def cmd_android_parity(args: argparse.Namespace) -> int:
     tolerances = DEFAULT_TOLERANCES
     for spec in args.tol or []:
         tolerances = parse_tolerance(spec, tolerances)
-    from export.manifest import read_manifest
-    from .testset import require_testset
-
-    require_testset(args.testset, read_manifest(args.dir, verify=False)["sf"])
+    require_export_testset(args.dir, args.testset)
     try:
         adb = Adb(args.adb, timeout_s=args.timeout).select(args.serial)
         report = run_device_parity(adb, args.dir, args.runner_binary, args.testset, args.delegates, args.threads,
@@ -316,7 +316,7 @@ def cmd_sr(args: argparse.Namespace) -> int:
     from .kernels import read_kernel
     from .models.registry import model_entry, parse_model_spec
     from .outputs import save_kernel_files, sr_outputs
-    from .sr import NOISE_AWARE, SRConfig, super_resolve_tiled
+    from .sr import sr_config, super_resolve_tiled
 
     out, kernel_stem = sr_outputs(args.image, args.out)
     k = read_kernel(args.kernel, args.sf) if args.kernel is not None else None
@@ -329,8 +329,7 @@ def cmd_sr(args: argparse.Namespace) -> int:
     source = str(args.kernel) if k is not None else args.model
     if k is None:
         k = estimate(luma, sf=args.sf, model=name, config=config)
-    config = SRConfig(**NOISE_AWARE) if args.noise_aware else SRConfig()
-    sr = super_resolve_tiled(image.pixels, k, args.sf, config, out_dtype=np.uint16 if image.bits == 16 else np.uint8,
+    sr = super_resolve_tiled(image.pixels, k, args.sf, sr_config(args.noise_aware), out_dtype=np.uint16 if image.bits == 16 else np.uint8,
                              progress=not args.quiet)
     npy, _ = save_kernel_files(k, out.parent, kernel_stem)
     write_image(out, sr)
@@ -353,7 +352,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import (SCHEMA, SCHEMA_SR, backend_agreement, evaluate_kernels, evaluate_sr, format_sr_table,
                            format_table, write_json)
     from .error_budget import SCHEMA as BUDGET_SCHEMA, error_budget, format_budget
-    from .sr import NOISE_AWARE, SRConfig
+    from .sr import sr_config
     from .testset import require_testset
 
     def score_kernels(sf: int, folder: Path) -> dict:
@@ -364,8 +363,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     def score_sr(sf: int, folder: Path) -> dict:
         figure = args.json.with_name(f"{args.json.stem}_{folder.name}.png") if args.json else None
-        config = SRConfig(**NOISE_AWARE) if args.noise_aware else SRConfig()
-        return evaluate_sr(args.models, folder, figure=figure, progress=not args.quiet, config=config)
+        return evaluate_sr(args.models, folder, figure=figure, progress=not args.quiet,
+                           config=sr_config(args.noise_aware))
 
     def score_budget(sf: int, folder: Path) -> dict:
         return error_budget(folder, config=args.config)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from skimage.transform import rescale
 
-from .camera import CameraRanges, camera_torch
+from .camera import CameraRanges, camera_mix
 from .degrade import degrade_torch, quantize_8bit
 from .color import to_gray
 from .gallery import refuse_test_image
@@ -175,9 +175,5 @@ def training_batch(sampler: HRPatchSampler, pool: KernelPool, n: int, noise_max:
     if camera is None:
         return quantize_8bit(degrade_torch(hr, k, pool.sf, sigma, generator=gen)), hr, k
     clean = degrade_torch(hr, k, pool.sf)
-    lr = quantize_8bit(clean + torch.randn(clean.shape, generator=gen) * sigma.reshape(-1, 1, 1, 1))
-    draws = [camera.draw(sampler.rng) for _ in range(n)]
-    idx = [i for i, p in enumerate(draws) if p is not None]
-    if idx:
-        lr[idx] = camera_torch(clean[idx], [draws[i] for i in idx], gen)
-    return lr, hr, k
+    lab = quantize_8bit(clean + torch.randn(clean.shape, generator=gen) * sigma.reshape(-1, 1, 1, 1))
+    return camera_mix(clean, lab, camera, sampler.rng, gen), hr, k

@@ -115,6 +115,12 @@ IMAGE_SUFFIXES = {".png": (8, 16), ".tif": (8, 16), ".tiff": (8, 16), ".jpg": (8
 """Output image suffixes and the bit depths each stores."""
 
 
+def to_pixels(img: np.ndarray, bits: int) -> np.ndarray:
+    """Float in [0, 1] -> uint8 / uint16 (``bits`` 8 / 16), clipped and rounded."""
+    dtype = {8: np.uint8, 16: np.uint16}[bits]
+    return np.round(np.clip(img, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
+
+
 def check_image_output(path: str | Path) -> Path:
     """Refuse (ValueError) an output image path whose suffix is not in :data:`IMAGE_SUFFIXES`
     or that is an existing directory; returns it as a Path."""
@@ -137,9 +143,7 @@ def write_image(path: str | Path, img: np.ndarray, bits: int = 8) -> None:
     if img.dtype in (np.uint8, np.uint16):
         data = img if 8 * img.itemsize in IMAGE_SUFFIXES[suffix] else (img >> 8).astype(np.uint8)
     else:
-        bits = bits if bits in IMAGE_SUFFIXES[suffix] else 8
-        dtype = {8: np.uint8, 16: np.uint16}[bits]
-        data = np.round(np.clip(img, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
+        data = to_pixels(img, bits if bits in IMAGE_SUFFIXES[suffix] else 8)
     with atomic_output(path) as tmp:
         if suffix in (".jpg", ".jpeg"):
             Image.fromarray(data).save(tmp, format="JPEG", quality=95)
@@ -150,8 +154,7 @@ def write_image(path: str | Path, img: np.ndarray, bits: int = 8) -> None:
 def write_png(path: str | Path, img: np.ndarray, bits: int = 8) -> None:
     """Write ``(H, W)`` or ``(H, W, 3)`` float in [0, 1] as an 8- or 16-bit PNG (clipped,
     rounded), atomically, whatever the path's suffix (temporary names, test sets)."""
-    dtype = {8: np.uint8, 16: np.uint16}[bits]
-    data = np.round(np.clip(img, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
+    data = to_pixels(img, bits)
     with atomic_output(path) as tmp:
         iio.imwrite(tmp, data, extension=".png")
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from scipy.signal import convolve2d
 from skimage.restoration import denoise_tv_chambolle, denoise_wavelet
 
-from .color import YCBCR_FULL, rgb_to_ycbcr, ycbcr_to_rgb
+from .color import rgb_to_ycbcr, to_gray, ycbcr_to_rgb
 from .spectral import Complex, Spectral, abs2, cdiv_real, circular_from_centered, cmul, conj
 
 
@@ -80,6 +80,11 @@ NOISE_PERCENTILE = 5
 
 NOISE_AWARE = {"noise_floor": 0.0025, "noise_end": 1.0}
 """The noise-aware schedule's parameters chosen by `make tune-sr-camera`."""
+
+
+def sr_config(noise_aware: bool = False) -> SRConfig:
+    """The shipped schedule: noise-blind, or with :data:`NOISE_AWARE` (camera photos)."""
+    return SRConfig(**NOISE_AWARE) if noise_aware else SRConfig()
 
 
 def estimate_noise(lr: np.ndarray) -> float:
@@ -243,8 +248,7 @@ def super_resolve_tiled(img: np.ndarray, kernel: np.ndarray, sf: int, config: SR
 
     k = check_kernel(kernel, img.shape[:2], sf)
     h, w = img.shape[:2]
-    luma = img if img.ndim == 2 else (np.asarray(img[..., :3], np.float64) @ YCBCR_FULL[0]).astype(np.float32)
-    noise = estimate_noise(luma) if config.noise_floor is not None else None
+    noise = estimate_noise(to_gray(img)) if config.noise_floor is not None else None
     out = np.empty((sf * h, sf * w) + img.shape[2:], out_dtype)
     scale = float(np.iinfo(out_dtype).max) if np.issubdtype(out_dtype, np.integer) else 1.0
     margin = 2 * math.ceil(k.shape[0] / sf) + 8

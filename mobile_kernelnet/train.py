@@ -55,7 +55,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .camera import TRAINING_RANGES, camera_torch
+from .camera import TRAINING_RANGES, camera_mix
 from .data import HRPatchSampler, training_batch
 from .degrade import decimate, degrade_torch, quantize_8bit
 from .imio import atomic_output
@@ -285,8 +285,7 @@ class Trainer:
         self.pool = self._training_pool()
         self.sampler = HRPatchSampler(cfg.sf * cfg.patch_lr, self.rng, dead_leaves_prob=0.5 - cfg.texture_prob,
                                       bank_size=cfg.bank_size, texture_prob=cfg.texture_prob)
-        self.val = self._validation_set(cfg.camera)
-        self.val_clean = self._validation_set(False) if cfg.camera else None
+        self.val, self.val_clean = self._validation_sets()
         self.stage, self.step = self.recipe.stages[0], 0
         self.best_val = math.inf
         self.opts = self.recipe.optimizers(self.stage)
@@ -310,20 +309,21 @@ class Trainer:
             return pool
         return KernelPool.concat([pool, KernelPool.extended_from_sf2(KernelPool.generate(2, n_ext, self.rng), cfg.sf)])
 
-    def _validation_set(self, camera: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
-        """``val_size`` fixed pairs from the training sources (seed ``seed + 1``): the lab
-        degradation, or with ``camera`` the camera mix of :data:`camera.TRAINING_RANGES`."""
+    def _validation_sets(self) -> tuple[tuple, tuple | None]:
+        """``(val, val_clean)``: ``val_size`` fixed pairs ``(lr, hr, k, families)`` from the
+        training sources (seed ``seed + 1``) with the lab degradation — or, in a camera
+        run, the camera mix of :data:`camera.TRAINING_RANGES`, and then ``val_clean`` holds
+        the same pairs with the lab degradation (else ``None``)."""
         rng = np.random.default_rng(self.cfg.seed + 1)
         pool = KernelPool.generate(self.cfg.sf, self.cfg.val_size, rng)
         hr = HRPatchSampler(self.cfg.sf * self.cfg.patch_lr, rng, bank_size=8).batch(self.cfg.val_size)
         k = torch.from_numpy(pool.kernels)
-        lr = quantize_8bit(degrade_torch(hr, k, self.cfg.sf))
-        if camera:
-            draws = [TRAINING_RANGES.draw(rng) for _ in range(len(lr))]
-            idx = [i for i, p in enumerate(draws) if p is not None]
-            gen = torch.Generator().manual_seed(self.cfg.seed + 1)
-            lr[idx] = camera_torch(degrade_torch(hr[idx], k[idx], self.cfg.sf), [draws[i] for i in idx], gen)
-        return lr, hr, k, pool.families
+        clean = degrade_torch(hr, k, self.cfg.sf)
+        lab = (quantize_8bit(clean), hr, k, pool.families)
+        if not self.cfg.camera:
+            return lab, None
+        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        return (camera_mix(clean, lab[0], TRAINING_RANGES, rng, gen), hr, k, pool.families), lab
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``batch`` fresh training pairs (see :func:`data.training_batch`)."""
