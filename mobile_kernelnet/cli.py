@@ -616,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KernelNet: gradient-estimator convolutions (default: the config's; see models/kernelnet.py)")
     r.add_argument("--camera", action="store_true", default=None,
                    help="train and validate on the camera degradation (sensor noise + JPEG, see camera.py)")
+    r.add_argument("--camera-clean-prob", type=float, default=None,
+                   help="camera run: share of training pairs kept lab-degraded (default 0.25; validation keeps 0.25)")
     r.set_defaults(func=cmd_train)
     return p
 

@@ -89,6 +89,7 @@ class TrainConfig:
     refine_arch: str | None = None  # KernelNet: a key of kernelnet.REFINEMENTS (None = the config's)
     grad_arch: str | None = None    # KernelNet: a key of kernelnet.GRADIENT_ARCHS (None = the config's)
     camera: bool = False        # camera degradation (camera.TRAINING_RANGES) for training and validation
+    camera_clean_prob: float = TRAINING_RANGES.clean_prob  # camera run: share of lab-degraded training pairs
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -101,6 +102,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.refine_steps and self.model != "kernelnet":
             raise ValueError("--refine-steps is a KernelNet stage (it trains the refinement module)")
+        if not 0 <= self.camera_clean_prob <= 1:
+            raise ValueError(f"--camera-clean-prob must be in [0, 1], not {self.camera_clean_prob}")
         if not 0 <= self.texture_prob <= 0.5:
             raise ValueError(f"--texture-prob must be in [0, 0.5] (it is taken from the dead leaves' half "
                              f"of the HR patches), not {self.texture_prob}")
@@ -327,8 +330,8 @@ class Trainer:
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``batch`` fresh training pairs (see :func:`data.training_batch`)."""
-        return training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max,
-                              TRAINING_RANGES if self.cfg.camera else None)
+        ranges = replace(TRAINING_RANGES, clean_prob=self.cfg.camera_clean_prob) if self.cfg.camera else None
+        return training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max, ranges)
 
     # -- validation, logging, checkpoints ---------------------------------------
     @torch.no_grad()
@@ -462,7 +465,7 @@ class Trainer:
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
-               "refine_arch", "grad_arch", "camera")
+               "refine_arch", "grad_arch", "camera", "camera_clean_prob")
 
 
 def canonical_command(cfg: TrainConfig) -> str:
