@@ -46,6 +46,7 @@ each size it sees, and an exported graph is fixed to the size it was exported at
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -154,12 +155,17 @@ class FFT1(nn.Module):
     def forward(self, y_grads: torch.Tensor, g_grads: torch.Tensor) -> torch.Tensor:
         h, w = y_grads.shape[-2:]
         b = self.border
-        mask = F.pad(torch.ones(h - 2 * b, w - 2 * b, dtype=y_grads.dtype, device=y_grads.device), (b, b, b, b))
+        # The border mask also scales by 1 / sqrt(HW): numerator and denominator of eq. 11
+        # shrink by HW alike (so lambda H W becomes lambda), and the spectra stay inside
+        # fp16's range, in which GPU delegates compute.
+        scale = 1.0 / math.sqrt(h * w)
+        mask = F.pad(torch.full((h - 2 * b, w - 2 * b), scale, dtype=y_grads.dtype, device=y_grads.device),
+                     (b, b, b, b))
         Y = self.spectral.rfft2(y_grads * mask)
         G = self.spectral.rfft2(g_grads * mask)
         num = cmul(conj(G), Y)
         num = (num[0].sum(dim=1, keepdim=True), num[1].sum(dim=1, keepdim=True))
-        den = abs2(G).sum(dim=1, keepdim=True) + self.log_lambda.exp() * (h * w)
+        den = abs2(G).sum(dim=1, keepdim=True) + self.log_lambda.exp()
         k = self.spectral.irfft2(cdiv_real(num, den), (h, w))
         k = centered_crop_from_circular(k, self.klr_size)
         peak = k.amax(dim=(-2, -1), keepdim=True)
