@@ -5,8 +5,12 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Software Vulkan (Mesa lavapipe, Debian packages) and QNN host libraries (a PyPI wheel),
+# unpacked into .toolchain/ for the GPU and NPU checks; nothing is installed system-wide.
+TOOLCHAIN := .toolchain/vulkan/env.sh .toolchain/qnn/lib/libQnnHtp.so
+NPU ?= qualcomm:SM8350,SM8550,SM8650,SM8750
 
-.PHONY: demo test eval eval-sr tune-sr tune-sr-camera error-budget testsets weights latency exports bench android-example clean
+.PHONY: demo test toolchain eval eval-sr tune-sr tune-sr-camera error-budget testsets weights latency exports bench android-example clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,8 +22,14 @@ demo: $(STAMP)
 	$(BIN)/mkn estimate assets/sample_lr.png --sf 2 --model $(DEMO_MODEL) \
 	    --truth assets/sample_kernel.npy --out out/demo --show
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLCHAIN)
 	$(BIN)/python -m pytest -q
+
+toolchain: $(TOOLCHAIN)
+.toolchain/vulkan/env.sh:
+	tools/setup_vulkan.sh .toolchain/vulkan
+.toolchain/qnn/lib/libQnnHtp.so: $(STAMP)
+	PIP=$(BIN)/pip tools/setup_qnn.sh .toolchain/qnn
 
 testsets: $(STAMP)
 	for sf in 2 3 4; do test -d testsets/sf$$sf || $(BIN)/mkn make-testset --sf $$sf --out testsets || exit 1; done
@@ -59,10 +69,10 @@ latency: $(STAMP)
 # Export the shipped mobile models at every sf to every format, then parity on the test set.
 # MODEL:SF:SIZE, input sides near each sf's test-set LR size (252 / 168 / 126 px for most images).
 EXPORTS ?= kernelnet:2:256 kernelnet:3:168 kernelnet:4:128 s2k:2:256 s2k:3:168 s2k:4:128
-exports: testsets
+exports: testsets $(TOOLCHAIN)
 	for job in $(EXPORTS); do model=$${job%%:*}; rest=$${job#*:}; sf=$${rest%%:*}; size=$${rest##*:}; \
 	    $(BIN)/mkn export --model $$model --config mobile --sf $$sf --input-size $$size --to all \
-	        --out exports/$${model}_mobile_sf$$sf --overwrite || exit 1; \
+	        --npu $(NPU) --out exports/$${model}_mobile_sf$$sf --overwrite || exit 1; \
 	    $(BIN)/mkn parity exports/$${model}_mobile_sf$$sf --testset testsets \
 	        --json results/parity_$${model}_sf$$sf.json || exit 1; done
 
@@ -78,4 +88,4 @@ android-example: $(STAMP)
 	$(BIN)/python tests/fake_android/make_example.py exports/kernelnet_mobile_sf2 results/android_example.json
 
 clean:
-	rm -rf $(VENV) out testsets exports
+	rm -rf $(VENV) out testsets exports .toolchain

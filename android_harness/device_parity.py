@@ -79,10 +79,11 @@ def run_device_parity(adb: Adb, export_dir: str | Path, runner_binary: str | Pat
             art = manifest["artifacts"][fmt]
             adb.push(export_dir / art["file"], f"{work}/{art['file']}")
             for delegate in delegates:
-                def make(art=art, delegate=delegate):
-                    return DeviceRunner(adb, art, remote_runner, f"{work}/{art['file']}", work, delegate,
-                                        threads, timeout_s)
-                row = check_format(export_dir, manifest, fmt, items, refs, tolerances.get(fmt, Tolerance()), make)
+                def run(lrs, art=art, delegate=delegate):
+                    runner = DeviceRunner(adb, art, remote_runner, f"{work}/{art['file']}", work, delegate,
+                                          threads, timeout_s)
+                    return [runner(lr) for lr in lrs]
+                row = check_format(export_dir, manifest, fmt, items, refs, tolerances.get(fmt, Tolerance()), run)
                 row.update(format=f"{fmt}@{delegate}", delegate=delegate)
                 rows.append(row)
     return {**parity_report(export_dir, manifest, testset_root, items, refs, rows), "device": facts}

@@ -8,6 +8,12 @@ converter fails is recorded under ``failed`` in the manifest with its log (the
 converter's own output); the others are still written, and the export reports
 failure. The TFLite formats are converted from ``onnx-matmul``, which is therefore
 always written with them.
+
+Every TFLite file is also run through LiteRT's GPU accelerator (:mod:`export.gpu`:
+placement and numerics, the manifest's ``gpu`` record) and, for each requested NPU
+target, compiled ahead of time (:mod:`export.npu`: the compiled file in ``npu/``,
+its placement in the ``npu`` record; a failed compile is recorded with its log, not
+fatal).
 """
 from __future__ import annotations
 
@@ -25,13 +31,17 @@ from mobile_kernelnet.models import create_model
 from mobile_kernelnet.models.registry import model_entry, weights_path
 
 from .calibration import calibration_images
+from .gpu import gpu_check
 from .manifest import SCHEMA, sha256, tool_versions, write_manifest
+from .npu import NpuTarget, compile_for
 from .onnx_formats import StageOutputs, export_onnx
 from .tflite_formats import (INT8_OP_TYPES, TFLITE_KINDS, analyze_tflite, cnn_edge_nodes, convert_isolated,
                              run_onnx2tf, tflite_io)
 
 MAX_INPUT_SIZE = 1024
 """Largest exported input side: the matmul DFT stores ``n x n`` constant matrices."""
+CHECK_IMAGES = 4
+"""Training-source LR images each TFLite file's GPU path is compared on (seed 99)."""
 
 
 class ExportError(ValueError):
@@ -48,8 +58,10 @@ class ExportJob:
     input_size: int
     work: Path
     calibration_n: int = 32
+    npu: tuple[NpuTarget, ...] = ()
     built: dict[str, dict] = field(default_factory=dict)
     _saved_model: Path | None = None
+    _check_images: list | None = None
 
     @property
     def stem(self) -> str:
@@ -82,6 +94,29 @@ class ExportJob:
         if not path.is_file():
             convert_isolated(self.saved_model(), "fp32", path, self.work / "logs" / "convert-fp32.log")
         return path
+
+
+    def check_images(self) -> list:
+        """:data:`CHECK_IMAGES` LR images ``(1, 1, S, S)`` for the accelerator checks (made once)."""
+        if self._check_images is None:
+            lr, _ = calibration_images(self.sf, self.input_size, CHECK_IMAGES, seed=99)
+            self._check_images = [x[None] for x in lr]
+        return self._check_images
+
+    def accelerator_records(self, file: str, io: dict) -> dict:
+        """The ``gpu`` and ``npu`` manifest records of the TFLite file ``file``."""
+        path = self.work / file
+        npu = {}
+        for target in self.npu:
+            compiled = f"{Path(file).stem}.{target.vendor}-{target.soc}.tflite"
+            (self.work / "npu").mkdir(exist_ok=True)
+            record = compile_for(path, target, self.work / "npu" / compiled,
+                                 self.work / "logs" / "npu" / f"{compiled}.log").to_json()
+            if record["file"]:
+                record.update(file=f"npu/{compiled}", sha256=sha256(self.work / "npu" / compiled))
+            record["log"] = f"logs/npu/{record['log']}"
+            npu[str(target)] = record
+        return {"gpu": gpu_check(path, io, self.check_images()), **({"npu": npu} if npu else {})}
 
 
 def stage_names(net: torch.nn.Module, size: int) -> list[str]:
@@ -128,9 +163,10 @@ def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
             shutil.copyfile(job.fp32_tflite(), job.work / file)
         else:
             convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log")
+        io = tflite_io(job.work / file, job.built["onnx-matmul"])
         return {"file": file, "runtime": "litert", "source": "onnx-matmul (onnx2tf SavedModel)",
-                "spectral_mode": "matmul", **tflite_io(job.work / file, job.built["onnx-matmul"]),
-                **analyze_tflite(job.work / file), "quantization": quant}
+                "spectral_mode": "matmul", **io, **analyze_tflite(job.work / file), "quantization": quant,
+                **job.accelerator_records(file, io)}
     build.__doc__ = f"TFLite {kind}: {QUANTIZATION[kind]}."
     return build
 
@@ -183,9 +219,11 @@ def check_request(model: str, config: str, sf: int, input_size: int) -> None:
 
 
 def export(model: str, config: str, sf: int, input_size: int, formats: list[str], out: str | Path,
-           overwrite: bool = False, calibration_n: int = 32, progress: Callable[[str], None] = print) -> dict:
+           overwrite: bool = False, calibration_n: int = 32, npu: list[NpuTarget] | None = None,
+           progress: Callable[[str], None] = print) -> dict:
     """Export ``model``/``config`` at ``sf`` for ``input_size`` x ``input_size`` LR inputs to
-    ``formats`` in folder ``out``; returns the manifest. Raises :class:`ExportError` before
+    ``formats`` in folder ``out`` (TFLite files also compiled for each ``npu`` target);
+    returns the manifest. Raises :class:`ExportError` before
     writing anything for a bad request, and after writing the directory if any format failed."""
     out = Path(out)
     check_request(model, config, sf, input_size)
@@ -195,7 +233,7 @@ def export(model: str, config: str, sf: int, input_size: int, formats: list[str]
     work = out.with_name(f".{out.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
     (work / "logs").mkdir(parents=True)
-    job = ExportJob(model, config, sf, input_size, work, calibration_n)
+    job = ExportJob(model, config, sf, input_size, work, calibration_n, tuple(npu or ()))
     failed = {}
     try:
         for fmt in order:

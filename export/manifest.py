@@ -72,13 +72,23 @@ def read_manifest(folder: str | Path, verify: bool = True) -> dict:
         found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
         raise ValueError(f"{path}: schema {found!r}, expected {SCHEMA!r}")
     if verify:
-        for fmt, art in manifest["artifacts"].items():
-            file = folder / art["file"]
+        for what, record in listed_files(manifest):
+            file = folder / record["file"]
             if not file.is_file():
-                raise FileNotFoundError(f"{path}: {fmt} file {file} is missing")
-            if sha256(file) != art["sha256"]:
+                raise FileNotFoundError(f"{path}: {what} file {file} is missing")
+            if sha256(file) != record["sha256"]:
                 raise ValueError(f"{file}: sha256 differs from the manifest (changed after export)")
     return manifest
+
+
+def listed_files(manifest: dict) -> list[tuple[str, dict]]:
+    """``(what, record)`` for every file a manifest lists with its ``file`` and ``sha256``:
+    each artifact, and each NPU-compiled file of one (``"tflite-int8 qualcomm:SM8650"``)."""
+    files = []
+    for fmt, art in manifest["artifacts"].items():
+        files.append((fmt, art))
+        files += [(f"{fmt} {target}", r) for target, r in art.get("npu", {}).items() if r.get("file")]
+    return files
 
 
 def find_artifact(model_file: str | Path) -> tuple[dict, str]:

@@ -31,8 +31,9 @@ from mobile_kernelnet.models import create_model
 from mobile_kernelnet.budget import budget_input
 from mobile_kernelnet.testset import load_testset
 
+from .gpu import PRECISIONS, stage_outputs
 from .manifest import read_manifest, sha256
-from .runtimes import Runner, TorchRunner, open_runner
+from .runtimes import TorchRunner, open_runner
 
 SCHEMA = "mkn-parity/1"
 GROWTH = 10.0
@@ -47,7 +48,7 @@ class Tolerance:
     delta_l1: float | None = None
 
 
-DEFAULT_TOLERANCES = {
+FILE_TOLERANCES = {
     "onnx-dft": Tolerance(max_abs=1e-5),
     "onnx-matmul": Tolerance(max_abs=1e-5),
     "tflite-fp32": Tolerance(max_abs=1e-4),
@@ -55,6 +56,27 @@ DEFAULT_TOLERANCES = {
     "tflite-dynamic-int8": Tolerance(delta_l1=0.03),
     "tflite-int8": Tolerance(delta_l1=0.03),
 }
+FP16_COMPUTE = Tolerance(max_abs=2.5e-3, delta_l1=0.01)
+"""The least a format is allowed when it computes in fp16 (as the GPU path does by default)."""
+
+
+def gpu_row(fmt: str, precision: str) -> str:
+    """Parity row name of ``fmt`` run on LiteRT's GPU accelerator at ``precision``."""
+    return f"{fmt}@gpu-{precision}"
+
+
+def _on_gpu(own: Tolerance, precision: str) -> Tolerance:
+    if precision == "fp32":
+        return own
+    return Tolerance(max_abs=None if own.max_abs is None else max(own.max_abs, FP16_COMPUTE.max_abs),
+                     delta_l1=max(own.delta_l1 or 0.0, FP16_COMPUTE.delta_l1))
+
+
+DEFAULT_TOLERANCES = {**FILE_TOLERANCES,
+                      **{gpu_row(f, p): _on_gpu(t, p) for f, t in FILE_TOLERANCES.items()
+                         if f.startswith("tflite-") for p in PRECISIONS}}
+"""Per parity row: each file in its desktop runtime, and each TFLite file on the GPU path
+(its own tolerance at fp32, at least :data:`FP16_COMPUTE`'s at fp16)."""
 
 
 def parse_tolerance(spec: str, tolerances: dict[str, Tolerance]) -> dict[str, Tolerance]:
@@ -102,18 +124,29 @@ def error_grows_at(rel: dict[str, float]) -> str | None:
     return None
 
 
+BatchRun = Callable[[list[np.ndarray]], list[dict[str, np.ndarray]]]
+"""Runs one format on every ``(1, 1, S, S)`` input; returns each input's ``{stage: NCHW array}``."""
+
+
+def desktop_run(folder: Path, manifest: dict, fmt: str) -> BatchRun:
+    """:data:`BatchRun` of ``fmt`` in its desktop runtime (2 threads)."""
+    def run(lrs: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        runner = open_runner(folder, manifest, fmt, threads=2)
+        return [runner(lr) for lr in lrs]
+    return run
+
+
 def check_format(folder: Path, manifest: dict, fmt: str, items: list[dict], refs: list[dict],
-                 tol: Tolerance, make_runner: Callable[[], Runner] | None = None) -> dict:
+                 tol: Tolerance, run: BatchRun | None = None) -> dict:
     """Run ``fmt`` on every item and judge it against ``tol``; never raises for a runtime error.
-    ``make_runner`` builds the runner (default: the desktop runtime of ``fmt``)."""
+    ``run`` runs the format (default: :func:`desktop_run`)."""
     art = manifest["artifacts"][fmt]
     row = {"format": fmt, "runtime": art["runtime"], "size_mb": art["size_bytes"] / 1e6,
            "tolerance": asdict(tol)}
     stages = manifest["stages"]
     try:
-        runner = make_runner() if make_runner else open_runner(folder, manifest, fmt, threads=2)
         t0 = time.perf_counter()
-        outs = [runner(it["lr"]) for it in items]
+        outs = (run or desktop_run(folder, manifest, fmt))([it["lr"] for it in items])
         row["seconds"] = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 -- a format that cannot run is a parity failure, reported
         row.update(status="error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc())
@@ -146,9 +179,31 @@ def reference_outputs(manifest: dict, testset_root: str | Path, max_images: int 
     return items, [reference(it["lr"]) for it in items]
 
 
+def gpu_rows(folder: Path, manifest: dict, fmt: str, items: list[dict], refs: list[dict],
+             tolerances: dict[str, Tolerance]) -> list[dict]:
+    """One parity row per GPU precision for the TFLite format ``fmt``, with the placement
+    the accelerator reported (``gpu_ops``, ``ops_total``, ``refused``)."""
+    art = manifest["artifacts"][fmt]
+    rows = []
+    for precision in PRECISIONS:
+        placement = {}
+
+        def run(lrs, precision=precision):
+            outs, where = stage_outputs(folder / art["file"], art, lrs, precision)
+            placement.update(gpu_ops=where.ops_gpu, ops_total=where.ops_total,
+                             refused=[f"{r.op}: {r.reason}" for r in where.refused])
+            return outs
+        name = gpu_row(fmt, precision)
+        row = check_format(folder, manifest, fmt, items, refs, tolerances.get(name, Tolerance()), run)
+        rows.append({**row, "format": name, "runtime": "litert-gpu", **placement})
+    return rows
+
+
 def run_parity(folder: str | Path, testset_root: str | Path, formats: list[str] | None = None,
-               tolerances: dict[str, Tolerance] = DEFAULT_TOLERANCES, max_images: int | None = None) -> dict:
-    """Parity report of an export directory (schema :data:`SCHEMA`)."""
+               tolerances: dict[str, Tolerance] = DEFAULT_TOLERANCES, max_images: int | None = None,
+               gpu: bool = True) -> dict:
+    """Parity report of an export directory (schema :data:`SCHEMA`); with ``gpu``, every
+    TFLite format is also run on LiteRT's GPU accelerator (:func:`gpu_rows`)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     from mobile_kernelnet.models.registry import weights_path
@@ -162,6 +217,9 @@ def run_parity(folder: str | Path, testset_root: str | Path, formats: list[str] 
         raise ValueError(f"{folder}: no artifact for {missing} (it has {', '.join(manifest['artifacts'])})")
     items, refs = reference_outputs(manifest, testset_root, max_images)
     rows = [check_format(folder, manifest, f, items, refs, tolerances.get(f, Tolerance())) for f in formats]
+    if gpu:
+        rows += [r for f in formats if manifest["artifacts"][f]["runtime"] == "litert"
+                 for r in gpu_rows(folder, manifest, f, items, refs, tolerances)]
     rows += [{"format": f, "status": "error", "error": f"export failed: {v['error']}"}
              for f, v in manifest.get("failed", {}).items()]
     return parity_report(folder, manifest, testset_root, items, refs, rows)
@@ -182,11 +240,13 @@ def format_parity_table(report: dict) -> str:
     """The report as a terminal table."""
     head = (f"parity: {report['model']} {report['config']} sf{report['sf']} input {report['input_size']}px, "
             f"{report['images']['n']} test images {report['images']['fit']}, reference L1 {report['reference_l1']:.4f}")
-    lines = [head, f"{'format':<21} {'status':<6} {'size MB':>8} {'max-abs':>10} {'mean-abs':>10} {'dL1':>8}  note"]
+    lines = [head, f"{'format':<30} {'status':<6} {'size MB':>8} {'max-abs':>10} {'mean-abs':>10} {'dL1':>8}  note"]
     for r in report["formats"]:
+        where = f"GPU {r['gpu_ops']}/{r['ops_total']} ops " if "gpu_ops" in r else ""
         if "max_abs" in r:
-            lines.append(f"{r['format']:<21} {r['status']:<6} {r['size_mb']:>8.3f} {r['max_abs']:>10.2e} "
-                         f"{r['mean_abs']:>10.2e} {r['delta_l1']:>8.4f}  {r.get('error', '')}")
+            lines.append(f"{r['format']:<30} {r['status']:<6} {r['size_mb']:>8.3f} {r['max_abs']:>10.2e} "
+                         f"{r['mean_abs']:>10.2e} {r['delta_l1']:>8.4f}  {where}{r.get('error', '')}")
         else:
-            lines.append(f"{r['format']:<21} {r['status']:<6} {'':>8} {'':>10} {'':>10} {'':>8}  {r['error'].splitlines()[0]}")
+            lines.append(f"{r['format']:<30} {r['status']:<6} {'':>8} {'':>10} {'':>10} {'':>8}  "
+                         f"{where}{r['error'].splitlines()[0]}")
     return "\n".join(lines)

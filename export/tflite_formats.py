@@ -1,4 +1,4 @@
-"""ONNX (matmul mode) -> TFLite with onnx2tf and TensorFlow; op and GPU reports.
+"""ONNX (matmul mode) -> TFLite with onnx2tf and TensorFlow; op reports.
 
 * :func:`run_onnx2tf` translates the ONNX graph to a TensorFlow SavedModel once (in
   a subprocess, its own output kept in a log).
@@ -11,8 +11,7 @@
   the normalisations, whose dynamic range int8 cannot hold (a fully integer model
   fails outright in the quantised DIV) -- stays float (TensorFlow's
   QuantizationDebugger ``denylisted_ops``). Inputs and outputs stay float32.
-* :func:`analyze_tflite` lists each file's ops, which of them run in int8, and
-  what TensorFlow Lite's analyzer says about GPU-delegate compatibility.
+* :func:`analyze_tflite` lists each file's ops and which of them run in int8.
 """
 from __future__ import annotations
 
@@ -171,32 +170,29 @@ _TREF = re.compile(r"T#(-?\d+)")
 
 
 def analyzer_text(path: Path) -> str:
-    """What ``tf.lite.experimental.Analyzer`` prints for ``path`` with GPU compatibility checks."""
+    """What ``tf.lite.experimental.Analyzer`` prints for ``path``."""
     import tensorflow as tf
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        tf.lite.experimental.Analyzer.analyze(model_path=str(path), gpu_compatibility=True)
+        tf.lite.experimental.Analyzer.analyze(model_path=str(path))
     return buf.getvalue()
 
 
 def parse_analyzer(text: str) -> dict:
-    """Op counts, per-op numeric type and GPU-delegate verdict from :func:`analyzer_text`.
+    """Op counts and per-op numeric type from :func:`analyzer_text`.
 
     An op is ``int8`` if its output is int8, ``hybrid`` if only an input (a weight) is,
-    else ``float``. ``gpu_incompatible_ops`` counts the ops the analyzer flags."""
-    ops, types, flagged = [], {}, Counter()
-    last_op = None
+    else ``float``. (The analyzer's GPU verdict is not used: it passes graphs the real
+    GPU accelerator refuses; :mod:`export.gpu` measures placement.)"""
+    ops, types = [], {}
     for line in text.splitlines():
         if m := _OP.match(line):
             ins = [int(t) for t in _TREF.findall(m.group(3))]
             outs = [int(t) for t in _TREF.findall(m.group(4))]
-            last_op = m.group(2)
-            ops.append((last_op, ins, outs))
+            ops.append((m.group(2), ins, outs))
         elif m := _TENSOR.match(line):
             types[int(m.group(1))] = m.group(2)
-        elif "GPU COMPATIBILITY WARNING" in line and last_op and "Subgraph" not in line:
-            flagged[last_op] += 1
     counts, numeric = Counter(), {"int8": Counter(), "hybrid": Counter(), "float": Counter()}
     int_types = ("INT8", "UINT8", "INT16")
     for name, ins, outs in ops:
@@ -208,9 +204,7 @@ def parse_analyzer(text: str) -> dict:
         else:
             numeric["float"][name] += 1
     return {"ops": dict(sorted(counts.items())),
-            "numeric": {k: dict(sorted(v.items())) for k, v in numeric.items()},
-            "gpu_compatible": "looks compatible with GPU delegate" in text,
-            "gpu_incompatible_ops": dict(sorted(flagged.items()))}
+            "numeric": {k: dict(sorted(v.items())) for k, v in numeric.items()}}
 
 
 def analyze_tflite(path: Path) -> dict:

@@ -49,6 +49,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def npu_targets(text: str) -> list:
+    """argparse type: NPU targets (:func:`export.npu.parse_targets`)."""
+    from export.npu import parse_targets
+    try:
+        return parse_targets(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     value = float(text)
@@ -117,17 +126,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     formats = list(FORMATS) if args.to == ["all"] else args.to
     try:
         manifest = export(args.model, args.config, args.sf, args.input_size, formats, args.out,
-                          overwrite=args.overwrite, calibration_n=args.calibration_images)
+                          overwrite=args.overwrite, calibration_n=args.calibration_images, npu=args.npu)
     except ExportError as exc:
         print(f"mkn export: error: {exc}", file=sys.stderr)
         return 1 if args.out.exists() else 2
     for fmt, art in manifest["artifacts"].items():
         nodes = (f", nodes {art['nodes_before_onnxsim']} -> {art['nodes_after_onnxsim']} (onnxsim)"
                  if "nodes_after_onnxsim" in art else "")
-        gpu = f", GPU delegate {'ok' if art['gpu_compatible'] else 'NOT ok'}" if "gpu_compatible" in art else ""
-        print(f"{fmt:<21} {art['file']:<44} {art['size_bytes'] / 1e6:7.3f} MB{nodes}{gpu}")
+        print(f"{fmt:<21} {art['file']:<44} {art['size_bytes'] / 1e6:7.3f} MB{nodes}{placement_note(art)}")
     print(f"wrote {args.out / 'manifest.json'}")
     return 0
+
+
+def placement_note(art: dict) -> str:
+    """``, GPU 157/157 ops, qualcomm:SM8650 1 partition ...`` for a TFLite artifact."""
+    note = ""
+    if gpu := art.get("gpu"):
+        note += (f", GPU {gpu['ops_gpu']}/{gpu['ops_total']} ops" if gpu["status"] == "checked"
+                 else f", GPU not checked ({gpu['error'].splitlines()[0]})")
+    for target, r in art.get("npu", {}).items():
+        note += (f", {target} {r['ops_offloaded']}/{r['ops_total']} ops in {r['partitions']} partition(s)"
+                 if r["status"] == "compiled" else f", {target} FAILED (see {r['log']})")
+    return note
 
 
 def require_export_testset(export_dir: Path, testset: Path) -> None:
@@ -146,7 +166,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     for spec in args.tol or []:
         tolerances = parse_tolerance(spec, tolerances)
     require_export_testset(args.dir, args.testset)
-    report = run_parity(args.dir, args.testset, args.formats, tolerances, args.images)
+    report = run_parity(args.dir, args.testset, args.formats, tolerances, args.images, gpu=not args.no_gpu)
     print(format_parity_table(report))
     json_path = args.json or args.dir / "parity.json"
     write_json(report, json_path)
@@ -458,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, required=True, help="export directory (built aside, renamed when done)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     x.add_argument("--calibration-images", type=int, default=32, help="int8 calibration images (training sources)")
+    x.add_argument("--npu", type=npu_targets, metavar="VENDOR:SOC,...",
+                   help="also AOT-compile every TFLite file for these NPUs, e.g. qualcomm:SM8350,SM8550,SM8650,SM8750")
     x.set_defaults(func=cmd_export)
 
     q = sub.add_parser("parity", help="run every exported file against the PyTorch reference on the test set")
@@ -469,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tol", action="append", metavar="FORMAT.FIELD=VALUE",
                    help="override a tolerance, e.g. tflite-fp16.max_abs=3e-3 (repeatable)")
     q.add_argument("--json", type=Path, help="report path (default DIR/parity.json)")
+    q.add_argument("--no-gpu", action="store_true",
+                   help="skip the rows of TFLite files on LiteRT's GPU accelerator (FORMAT@gpu-fp16/-fp32)")
     q.set_defaults(func=cmd_parity)
 
     k = sub.add_parser("bench", help="latency, size, memory and kernel L1 of every exported format (+ gate)")

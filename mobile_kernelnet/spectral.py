@@ -82,15 +82,16 @@ def circular_from_centered(k: torch.Tensor, n: int | tuple[int, int]) -> torch.T
     return torch.cat([x[..., :, r:], x[..., :, :r]], dim=-1)
 
 
-def _right(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``x @ m`` on the last axis, as one 2-D MatMul: ``(..., n) -> (..., k)``."""
+def matmul_last(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``x @ m`` on the last axis, as one 2-D MatMul: ``(..., n)`` by ``(n, k)`` -> ``(..., k)``."""
     lead = x.shape[:-1]
     return torch.matmul(x.reshape(-1, x.shape[-1]), m).reshape(*lead, m.shape[-1])
 
 
-def _left(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``m @ x`` on the second-last axis, as a 2-D MatMul between two transposes."""
-    return _right(x.transpose(-1, -2), m.transpose(0, 1)).transpose(-1, -2)
+def matmul_rows(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``m @ x`` on the second-last axis, as a 2-D MatMul between two transposes:
+    ``(k, n)`` by ``(..., n, w)`` -> ``(..., k, w)``."""
+    return matmul_last(x.transpose(-1, -2), m.transpose(0, 1)).transpose(-1, -2)
 
 
 class Spectral:
@@ -133,20 +134,20 @@ class Spectral:
     def _cols_forward(self, a: torch.Tensor, b: torch.Tensor) -> Complex:
         """``(C - iS)(a + ib)`` along the second-last axis (the H-side of a forward DFT)."""
         ch, sh = self._m("cos", a.shape[-2], a), self._m("sin", a.shape[-2], a)
-        return _left(ch, a) + _left(sh, b), _left(ch, b) - _left(sh, a)
+        return matmul_rows(ch, a) + matmul_rows(sh, b), matmul_rows(ch, b) - matmul_rows(sh, a)
 
     def _matmul_forward(self, x: torch.Tensor, cos_kind: str, sin_kind: str) -> Complex:
         """Forward DFT of real ``x``: ``x e^{-i..}`` along W with the given matrices
         (half or full spectrum), then :meth:`_cols_forward` along H."""
         w = x.shape[-1]
-        return self._cols_forward(_right(x, self._m(cos_kind, w, x)), -_right(x, self._m(sin_kind, w, x)))
+        return self._cols_forward(matmul_last(x, self._m(cos_kind, w, x)), -matmul_last(x, self._m(sin_kind, w, x)))
 
     def _cols_inverse(self, z: Complex) -> Complex:
         """``(1/H)(C + iS)(re + i im)`` along the second-last axis."""
         re, im = z
         h = re.shape[-2]
         ch, sh = self._m("cos", h, re), self._m("sin", h, re)
-        return (_left(ch, re) - _left(sh, im)) / h, (_left(ch, im) + _left(sh, re)) / h
+        return (matmul_rows(ch, re) - matmul_rows(sh, im)) / h, (matmul_rows(ch, im) + matmul_rows(sh, re)) / h
 
     def rfft2(self, x: torch.Tensor) -> Complex:
         """Real 2-D DFT of ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W // 2 + 1)``."""
@@ -162,7 +163,7 @@ class Spectral:
             return torch.fft.irfft2(torch.complex(z[0], z[1]), s=size)
         w = size[1]
         yr, yi = self._cols_inverse(z)
-        return _right(yr, self._m("icos", w, yr)) - _right(yi, self._m("isin", w, yr))
+        return matmul_last(yr, self._m("icos", w, yr)) - matmul_last(yi, self._m("isin", w, yr))
 
     def fft2(self, x: torch.Tensor) -> Complex:
         """Full 2-D DFT of a real ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W)``."""
@@ -177,4 +178,4 @@ class Spectral:
             return torch.fft.ifft2(torch.complex(z[0], z[1])).real
         yr, yi = self._cols_inverse(z)
         w = yr.shape[-1]
-        return (_right(yr, self._m("cos", w, yr)) - _right(yi, self._m("sin", w, yr))) / w
+        return (matmul_last(yr, self._m("cos", w, yr)) - matmul_last(yi, self._m("sin", w, yr))) / w

@@ -10,7 +10,8 @@ import torch
 from export import tflite_formats
 from export.exporter import FORMATS, ExportError, export
 from export.manifest import read_manifest, sha256
-from export.parity import DEFAULT_TOLERANCES, error_grows_at, parse_tolerance, run_parity
+from export.gpu import PRECISIONS
+from export.parity import DEFAULT_TOLERANCES, error_grows_at, gpu_row, parse_tolerance, run_parity
 from export.runtimes import TorchRunner, from_file_layout, open_runner, to_file_layout
 from mobile_kernelnet.cli import EXPORT_FORMATS, main
 from mobile_kernelnet.estimation import estimate_kernel
@@ -26,9 +27,12 @@ def test_cli_lists_the_exporter_formats():
 def test_every_format_passes_parity_at_default_tolerances(exported, testset_root_sf2):
     report = run_parity(exported, testset_root_sf2, max_images=6)
     rows = {r["format"]: r for r in report["formats"]}
-    assert set(rows) == set(FORMATS)
+    gpu = {gpu_row(f, p) for f in FORMATS if f.startswith("tflite-") for p in PRECISIONS}
+    assert set(rows) == set(FORMATS) | gpu
     for fmt, row in rows.items():
         assert row["status"] == "pass", (fmt, row.get("error"))
+    for name in gpu:  # KernelNet's TFLite files run whole on the GPU accelerator
+        assert rows[name]["runtime"] == "litert-gpu" and rows[name]["gpu_ops"] == rows[name]["ops_total"], name
     # the tolerances were really applied, and the float formats really are close
     assert rows["onnx-dft"]["max_abs"] <= 1e-5 and rows["tflite-fp32"]["max_abs"] <= 1e-4
     assert report["images"]["n"] == 6 and report["passed"]
@@ -51,7 +55,6 @@ def test_manifest_records_files_layouts_and_tools(exported):
     q = m["artifacts"]["tflite-int8"]["quantization"]
     assert "DIV" in q["float_op_types"] and "CONV_2D" not in q["float_op_types"]
     assert m["artifacts"]["tflite-int8"]["numeric"]["int8"].get("CONV_2D", 0) > 0
-    assert all(art["gpu_compatible"] for f, art in m["artifacts"].items() if f.startswith("tflite"))
 
 
 def test_runners_return_nchw_stages_equal_to_torch(exported):
@@ -80,11 +83,11 @@ def test_layout_helpers_round_trip():
 
 def test_parity_fails_and_names_a_stage_when_a_tolerance_is_broken(exported, testset_root_sf2, tmp_path, capsys):
     tol = parse_tolerance("tflite-int8.delta_l1=1e-9", DEFAULT_TOLERANCES)
-    report = run_parity(exported, testset_root_sf2, ["tflite-int8"], tol, max_images=3)
+    report = run_parity(exported, testset_root_sf2, ["tflite-int8"], tol, max_images=3, gpu=False)
     row = report["formats"][0]
     assert row["status"] == "fail" and "delta_l1" in row["error"] and not report["passed"]
     assert row["error_grows_at"] in report["formats"][0]["stage_rel_error"]
-    rc = main(["parity", str(exported), "--testset", str(testset_root_sf2), "--images", "2",
+    rc = main(["parity", str(exported), "--testset", str(testset_root_sf2), "--images", "2", "--no-gpu",
                "--formats", "tflite-int8", "--tol", "tflite-int8.delta_l1=1e-9", "--json", str(tmp_path / "p.json")])
     assert rc == 1 and "FAILED: tflite-int8" in capsys.readouterr().err
     assert json.loads((tmp_path / "p.json").read_text())["passed"] is False
@@ -185,15 +188,14 @@ def test_tflite_conversion_runs_isolated_and_keeps_the_converters_words(tmp_path
     assert not out.exists() and "no_saved_model" in log.read_text()
 
 
-def test_s2k_converts_to_int8_and_passes_parity(tmp_path, testset_root_sf2):
+def test_s2k_converts_to_int8_and_passes_parity(exported_s2k, testset_root_sf2):
     """S2K's softplus head used to put ``inf`` into the int8 calibration ranges and crash
-    TensorFlow's converter; written overflow-free, int8 export and parity pass. (96 px:
-    at 64 px = one spectrum crop, onnx2tf 1.28.8 fails on a DFT MatMul, see NOTES.md.)"""
-    out = tmp_path / "s2k_sf2"
-    export("s2k", "mobile", 2, 96, ["tflite-int8"], out, calibration_n=8, progress=lambda _: None)
-    report = run_parity(out, testset_root_sf2, max_images=6)
+    TensorFlow's converter; written overflow-free, int8 export and parity pass, on the
+    CPU and on the GPU path."""
+    report = run_parity(exported_s2k, testset_root_sf2, max_images=6)
     rows = {r["format"]: r for r in report["formats"]}
-    assert rows["tflite-int8"]["status"] == "pass", rows["tflite-int8"].get("error")
+    for name in ("tflite-int8", gpu_row("tflite-int8", "fp16"), gpu_row("tflite-fp32", "fp16")):
+        assert rows[name]["status"] == "pass", (name, rows[name].get("error"))
 
 
 def test_sharp_softplus_is_softplus_without_overflow():

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import kernel_size
-from ..spectral import Spectral, centered_crop_from_circular
+from ..spectral import Spectral, centered_crop_from_circular, matmul_last, matmul_rows
 from .kernelnet import normalize_sum
 from .registry import load_pretrained, register_model, weights_path
 
@@ -84,6 +84,28 @@ class AmplitudeSpectrum(nn.Module):
         mean = spec.mean(dim=(-2, -1), keepdim=True)
         std = spec.std(dim=(-2, -1), keepdim=True)
         return (spec - mean) / (std + 1e-6)
+
+
+def area_matrix(n: int, k: int) -> torch.Tensor:
+    """``(k, n)`` float32 matrix ``A`` with ``A @ x`` = ``adaptive_avg_pool1d(x, k)`` (window
+    ``i`` averages ``[floor(i n / k), ceil((i + 1) n / k))``, as PyTorch's)."""
+    a = torch.zeros(k, n, dtype=torch.float64)
+    for i in range(k):
+        lo, hi = (i * n) // k, -((-(i + 1) * n) // k)
+        a[i, lo:hi] = 1.0 / (hi - lo)
+    return a.float()
+
+
+class AreaResample(nn.Module):
+    """``(B, C, n, n)`` -> ``(B, C, k, k)`` by area averaging (``adaptive_avg_pool2d``), as two
+    constant 2-D MatMuls: exported graphs get no gathers (GPU delegates refuse those)."""
+
+    def __init__(self, n: int, k: int):
+        super().__init__()
+        self.register_buffer("matrix", area_matrix(n, k), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return matmul_last(matmul_rows(self.matrix, x), self.matrix.T)
 
 
 def sharp_softplus(x: torch.Tensor, beta: float = 10.0) -> torch.Tensor:
@@ -154,6 +176,7 @@ class S2K(nn.Module):
         self.kernel_size = kernel_size(sf)
         self.spectrum = AmplitudeSpectrum(cfg.spectrum_size, cfg.max_crops, Spectral(cfg.spectral_backend))
         self.generator = UNetGenerator(cfg)
+        self.resample = AreaResample(cfg.spectrum_size, self.kernel_size)
 
     def set_spectral_backend(self, backend: str) -> "S2K":
         """Switch the spectrum stage to ``backend`` (``"torch"`` or ``"matmul"``)."""
@@ -164,7 +187,7 @@ class S2K(nn.Module):
         """``spectrum`` (B,1,S,S), ``kernel_map`` (B,1,S,S), ``kernel`` (B,1,K,K)."""
         spec = self.spectrum(lr)
         kmap = self.generator(spec)
-        k = F.adaptive_avg_pool2d(kmap, self.kernel_size)
+        k = self.resample(kmap)
         return {"spectrum": spec, "kernel_map": kmap, "kernel": normalize_sum(sharp_softplus(k))}
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,182 @@
+"""LiteRT's GPU accelerator on a ``.tflite`` file: which ops it takes, and what it computes.
+
+The accelerator shipped in ai-edge-litert (``libLiteRtWebGpuAccelerator.so``: Dawn
+over Vulkan) runs on whatever Vulkan device the process finds. Without a GPU that is
+Mesa's lavapipe, unpacked into the repo by ``make toolchain``
+(``tools/setup_vulkan.sh`` -> ``.toolchain/vulkan``); a user's own Vulkan driver
+(``VK_ICD_FILENAMES`` already set) is used as it is. Timings on lavapipe say nothing
+about a phone; placement and numerics do: the delegate refuses the same ops, and
+computes in fp16 unless ``enforce_f32`` is set, as on a phone.
+
+Each run is a child process (:mod:`export.gpu_worker`): the delegate reports the ops it
+refuses only on stderr, and LiteRT 2.3 crashes when its GPU environment is torn down.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLCHAIN = Path(os.environ.get("MKN_TOOLCHAIN", REPO / ".toolchain"))
+PRECISIONS = {"fp16": False, "fp32": True}
+"""GPU compute precision -> ``GpuOptions.enforce_f32``; ``fp16`` is the accelerator's default."""
+TIMEOUT_S = 600.0
+"""A first compile of a model's shaders on lavapipe takes 30-40 s on 2 cores."""
+
+
+class GpuUnavailable(RuntimeError):
+    """No Vulkan device, or the accelerator could not start; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RefusedOp:
+    """An op the delegate left on the CPU, and the delegate's reason."""
+
+    op: str
+    reason: str
+
+
+@dataclass
+class GpuPlacement:
+    """Where a file's ops run under LiteRT's GPU accelerator (``GPU | CPU``)."""
+
+    device: str
+    ops_total: int
+    ops_gpu: int
+    refused: list[RefusedOp] = field(default_factory=list)
+
+    @property
+    def fully_delegated(self) -> bool:
+        return self.ops_gpu == self.ops_total
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "fully_delegated": self.fully_delegated}
+
+
+def vulkan_env() -> dict[str, str]:
+    """Environment for a GPU run: the user's Vulkan driver if ``VK_ICD_FILENAMES`` is set,
+    else the repo's software Vulkan (:data:`TOOLCHAIN` ``/vulkan``)."""
+    env = dict(os.environ)
+    env.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+    if env.get("VK_ICD_FILENAMES"):
+        return env
+    icd = TOOLCHAIN / "vulkan" / "lvp_icd.json"
+    if not icd.is_file():
+        raise GpuUnavailable(f"no Vulkan driver: VK_ICD_FILENAMES is not set and {icd} does not exist; "
+                             "`make toolchain` unpacks Mesa's software Vulkan (lavapipe) into .toolchain/")
+    lib = json.loads(icd.read_text())["ICD"]["library_path"]
+    env["VK_ICD_FILENAMES"] = str(icd)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(Path(lib).parent), env.get("LD_LIBRARY_PATH")) if p)
+    return env
+
+
+_ADAPTER = re.compile(r"Selected adapter: (.*?), arch=.*?backend=(\w+)")
+_SPLIT = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) operations? will run on the CPU")
+_REFUSED = re.compile(r"^\s*(?:OP: )?([A-Z][A-Z0-9_]+): (.+)$")
+
+
+def parse_delegate_log(text: str, ops_total: int, fully_accelerated: bool) -> GpuPlacement:
+    """:class:`GpuPlacement` from the accelerator's stderr (its op report) and the op count."""
+    m = _ADAPTER.search(text)
+    device = f"{m.group(1).strip()} ({m.group(2)})" if m else "unknown"
+    split = _SPLIT.search(text)
+    refused = []
+    if split:
+        block = text[text.find("Following operations are not supported"):split.start()]
+        refused = [RefusedOp(r.group(1), r.group(2).strip()) for line in block.splitlines()[1:]
+                   if (r := _REFUSED.match(line))]
+        ops_gpu = int(split.group(1))
+    elif fully_accelerated:
+        ops_gpu = ops_total
+    else:
+        raise GpuUnavailable("the GPU accelerator ran nothing and printed no op report:\n" + text[-2000:])
+    return GpuPlacement(device, ops_total, ops_gpu, refused)
+
+
+@dataclass
+class GpuRun:
+    """One file on the GPU path: its placement and its outputs (``{tensor: array}`` per input)."""
+
+    precision: str
+    placement: GpuPlacement
+    outputs: list[dict[str, np.ndarray]]
+    log: str
+
+
+def run_on_gpu(path: str | Path, inputs: np.ndarray, precision: str = "fp16",
+               timeout_s: float = TIMEOUT_S) -> GpuRun:
+    """Run ``path`` on each of ``inputs`` ``(N, ...)`` (the file's input layout, float32)
+    through the GPU accelerator at ``precision`` (a key of :data:`PRECISIONS`).
+    Raises :class:`GpuUnavailable` when it cannot run, with the accelerator's log."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"GPU precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    env = vulkan_env()
+    with tempfile.TemporaryDirectory(prefix="mkn-gpu-") as tmp:
+        tmp = Path(tmp)
+        np.save(tmp / "inputs.npy", np.asarray(inputs, dtype=np.float32))
+        job = {"model": str(Path(path).resolve()), "inputs": str(tmp / "inputs.npy"),
+               "enforce_f32": PRECISIONS[precision], "out": str(tmp / "outputs.npz")}
+        (tmp / "job.json").write_text(json.dumps(job))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "export.gpu_worker", str(tmp / "job.json")],
+                                  cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise GpuUnavailable(f"the GPU accelerator did not finish {Path(path).name} in {timeout_s:.0f} s")
+        log = proc.stderr
+        if proc.returncode != 0 or not (tmp / "outputs.npz").is_file():
+            raise GpuUnavailable(f"the GPU accelerator failed on {Path(path).name} (exit {proc.returncode}); "
+                                 f"its log ends:\n{log[-3000:]}")
+        info = json.loads((tmp / "outputs.npz.json").read_text())
+        with np.load(tmp / "outputs.npz") as data:
+            outputs = [{} for _ in range(len(inputs))]
+            for key in data.files:
+                name, i = key.rsplit("/", 1)
+                outputs[int(i)][name] = data[key]
+    placement = parse_delegate_log(log, info["ops_total"], info["fully_accelerated"])
+    return GpuRun(precision, placement, outputs, log)
+
+
+def stage_outputs(path: str | Path, artifact: dict, lrs: list[np.ndarray],
+                  precision: str = "fp16") -> tuple[list[dict[str, np.ndarray]], GpuPlacement]:
+    """:func:`run_on_gpu` with the runners' contract: ``(1, 1, S, S)`` NCHW inputs in, each
+    input's ``{stage: NCHW array}`` out (names and layouts from the manifest ``artifact``)."""
+    from .runtimes import from_file_layout, to_file_layout
+
+    layout = artifact["inputs"][0]["layout"]
+    batch = np.concatenate([to_file_layout(np.asarray(lr, np.float32), layout) for lr in lrs])
+    run = run_on_gpu(path, batch, precision)
+    outs = [{o["name"]: from_file_layout(out[o["tensor"]], o["layout"]) for o in artifact["outputs"]}
+            for out in run.outputs]
+    return outs, run.placement
+
+
+def gpu_check(path: str | Path, artifact: dict, lrs: list[np.ndarray]) -> dict:
+    """The manifest's ``gpu`` record of one TFLite file: placement under the GPU
+    accelerator and, per precision, each stage's max-abs difference from the CPU
+    interpreter (XNNPACK) on ``lrs`` (``null``, and listed under ``nonfinite``, where the
+    GPU output is not finite). ``{"status": "unavailable", "error"}`` when no
+    Vulkan device or accelerator can run it."""
+    from .runtimes import LiteRunner
+
+    cpu = LiteRunner(Path(path), artifact, threads=2)
+    reference = [cpu(lr) for lr in lrs]
+    record: dict = {"status": "checked", "inputs": len(lrs), "max_abs_vs_cpu": {}}
+    try:
+        for precision in PRECISIONS:
+            outs, placement = stage_outputs(path, artifact, lrs, precision)
+            errors = {stage: float(max(np.abs(o[stage] - r[stage]).max() for o, r in zip(outs, reference)))
+                      for stage in reference[0]}
+            # JSON has no NaN: a stage whose GPU output is not finite is null, and listed
+            record["max_abs_vs_cpu"][precision] = {k: v if np.isfinite(v) else None for k, v in errors.items()}
+            record.setdefault("nonfinite", {})[precision] = [k for k, v in errors.items() if not np.isfinite(v)]
+    except GpuUnavailable as exc:
+        return {"status": "unavailable", "error": str(exc)}
+    return {**record, **placement.to_json()}
