@@ -429,6 +429,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ship_check(args: argparse.Namespace) -> int:
+    from .evaluate import write_json
+    from .ship_check import ship_check
+
+    report = ship_check(args.run)
+    print(f"{report['model']} {report['config']} sf{report['sf']}: {args.run} vs the shipped weights")
+    for name, c in report["criteria"].items():
+        print(f"  {name:<15} run {c['run']:.4f}  shipped {c['shipped']:.4f}  {'pass' if c['pass'] else 'FAIL'}")
+    print("ship" if report["ship"] else "do not ship")
+    write_json(report, args.run / "ship_check.json")
+    return EXIT_OK if report["ship"] else EXIT_INPUT_FAILED
+
+
 def cmd_latency(args: argparse.Namespace) -> int:
     from bench.latency import SCHEMA, machine_info, torch_eager_latency
     from .evaluate import write_json
@@ -615,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--camera", action="store_true",
                    help="tune the noise-aware schedule (noise_floor x noise_end) on the clean and camera splits")
     u.set_defaults(func=cmd_tune_sr)
+
+    c = sub.add_parser("ship-check", help="may a finished camera run replace the shipped weights? (ship_check.py)")
+    c.add_argument("run", type=Path, help="run folder written by `mkn train`")
+    c.set_defaults(func=cmd_ship_check)
 
     r = sub.add_parser("train", help="train an estimator (seeded, resumable, logged)")
     r.add_argument("model", choices=("kernelnet", "s2k"))

@@ -198,3 +198,21 @@ def test_refine_options_reach_the_command_and_are_kernelnet_only():
     assert (args.refine_arch, args.refine_steps) == ("wide", 500)
     with pytest.raises(ValueError, match="KernelNet"):
         TrainConfig(model="s2k", refine_steps=10)
+
+
+def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_path, capsys):
+    """A 3-step camera run loses to the shipped S2K on every set: the rule says so, with
+    both sides scored on the same images, and the report lands in the run folder."""
+    from mobile_kernelnet.cli import main
+    from mobile_kernelnet.models import create_model
+    from mobile_kernelnet.ship_check import natural_scores
+
+    Trainer(TrainConfig(model="s2k", camera=True, **TINY), tmp_path / "run").run()
+    assert main(["ship-check", str(tmp_path / "run")]) == 1
+    report = json.loads((tmp_path / "run" / "ship_check.json").read_text())
+    assert not report["ship"] and not report["criteria"]["natural_camera"]["pass"]
+    assert report["natural"]["shipped"] == natural_scores(create_model("s2k", 2, "mobile"), 2)
+    assert "do not ship" in capsys.readouterr().out
+    Trainer(TrainConfig(model="s2k", **TINY), tmp_path / "lab").run()
+    assert main(["ship-check", str(tmp_path / "lab")]) == 1
+    assert "not a camera run" in capsys.readouterr().err
