@@ -214,5 +214,5 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     assert report["natural"]["shipped"] == natural_scores(create_model("s2k", 2, "mobile"), 2)
     assert "do not ship" in capsys.readouterr().out
     Trainer(TrainConfig(model="s2k", **TINY), tmp_path / "lab").run()
-    assert main(["ship-check", str(tmp_path / "lab")]) == 1
+    assert main(["ship-check", str(tmp_path / "lab")]) == 2  # a usage error: nothing was judged
     assert "not a camera run" in capsys.readouterr().err
