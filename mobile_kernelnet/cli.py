@@ -659,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train and validate on the camera degradation (sensor noise + JPEG, see camera.py)")
     r.add_argument("--camera-clean-prob", type=float, default=None,
                    help="camera run: share of training pairs kept lab-degraded (default 0.25; validation keeps 0.25)")
+    r.add_argument("--finetune", action="store_true", default=None,
+                   help="start from the shipped weights this run would replace (fresh optimiser)")
+    r.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default 1e-3, cosine-decayed)")
     r.set_defaults(func=cmd_train)
     return p
 

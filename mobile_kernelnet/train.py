@@ -42,6 +42,7 @@ weights, the log and a record of the exact command next to the package's weights
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -90,6 +91,7 @@ class TrainConfig:
     grad_arch: str | None = None    # KernelNet: a key of kernelnet.GRADIENT_ARCHS (None = the config's)
     camera: bool = False        # camera degradation (camera.TRAINING_RANGES) for training and validation
     camera_clean_prob: float = TRAINING_RANGES.clean_prob  # camera run: share of lab-degraded training pairs
+    finetune: bool = False      # start from the shipped weights of this name/config/sf (fresh optimiser)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -296,10 +298,20 @@ class Trainer:
         if resume and ckpt.exists():
             self._load(ckpt)
         else:
+            start = self._load_shipped() if cfg.finetune else None
             self._log({"stage": "setup", "train_config": asdict(cfg), "pool_families":
                        {f: int(n) for f, n in zip(*np.unique(self.pool.families, return_counts=True))},
-                       "natural_sources": self.sampler.natural_sources})
+                       "natural_sources": self.sampler.natural_sources, "start_weights": start})
             self._log({"stage": "shipped-baseline", "validation": self.shipped_baseline()})
+
+    def _load_shipped(self) -> dict:
+        """Load the shipped weights this run would replace into the model (``finetune``)."""
+        from .models import create_model
+        path = weights_path(self.cfg.shipped_name, self.cfg.config, self.cfg.sf)
+        if not path.exists():
+            raise FileNotFoundError(f"--finetune: no shipped weights at {path}")
+        self.model.load_state_dict(create_model(self.cfg.shipped_name, self.cfg.sf, self.cfg.config).state_dict())
+        return {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     # -- data -------------------------------------------------------------------
     def _training_pool(self) -> KernelPool:
@@ -465,7 +477,7 @@ class Trainer:
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
-               "refine_arch", "grad_arch", "camera", "camera_clean_prob")
+               "refine_arch", "grad_arch", "camera", "camera_clean_prob", "finetune", "lr")
 
 
 def canonical_command(cfg: TrainConfig) -> str:

@@ -198,6 +198,15 @@ def test_s2k_converts_to_int8_and_passes_parity(exported_s2k, testset_root_sf2):
         assert rows[name]["status"] == "pass", (name, rows[name].get("error"))
 
 
+def test_int8_parity_holds_at_a_second_input_size(tmp_path, testset_root_sf2):
+    """int8 calibration is drawn at the export's own size: parity must hold at another
+    size than the fixture's (an int8 file once passed at 256 px and failed at 144)."""
+    out = tmp_path / "kn_96"
+    export("kernelnet", "mobile", 2, 96, ["tflite-int8"], out, calibration_n=8, progress=lambda _: None)
+    report = run_parity(out, testset_root_sf2, ["tflite-int8"], max_images=6, gpu=False)
+    assert report["input_size"] == 96 and report["formats"][0]["status"] == "pass", report["formats"][0].get("error")
+
+
 def test_sharp_softplus_is_softplus_without_overflow():
     from mobile_kernelnet.models.s2k import sharp_softplus
 

@@ -216,3 +216,11 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     Trainer(TrainConfig(model="s2k", **TINY), tmp_path / "lab").run()
     assert main(["ship-check", str(tmp_path / "lab")]) == 2  # a usage error: nothing was judged
     assert "not a camera run" in capsys.readouterr().err
+
+
+def test_finetune_starts_from_the_shipped_weights(tmp_path):
+    t = Trainer(TrainConfig(model="s2k", finetune=True, **TINY), tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert lines[0]["start_weights"]["weights"] == "s2k_mobile_sf2.pt" and len(lines[0]["start_weights"]["sha256"]) == 64
+    assert t.validate()["val_l1"] == pytest.approx(lines[1]["validation"]["val_l1"])  # = the shipped weights
+    assert "--finetune" in __import__("mobile_kernelnet.train", fromlist=["x"]).canonical_command(t.cfg).split()
