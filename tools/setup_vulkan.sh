@@ -2,8 +2,7 @@
 # Software Vulkan for LiteRT's GPU accelerator, unpacked into a folder of the repo
 # (default .toolchain/vulkan): Mesa 25 lavapipe from Debian bookworm-backports (Debian 12's
 # own Mesa 22 lavapipe lacks the dynamic indexing Dawn requires), its libdrm, and the
-# Vulkan loader. apt reads a private sources list and keeps its index in the folder, so the
-# system's apt set-up is not changed; nothing is installed system-wide.
+# Vulkan loader, through tools/apt_unpack.sh (private apt index; nothing system-wide).
 # Writes DEST/env.sh (VK_ICD_FILENAMES, LD_LIBRARY_PATH) for the accelerator checks.
 set -euo pipefail
 DEST=$(realpath -m "${1:-.toolchain/vulkan}")
@@ -16,17 +15,8 @@ PACKAGES=(mesa-vulkan-drivers=25.0.7-2~bpo12+1 libdrm2=2.4.123-1~bpo12+1 libdrm-
           libwayland-client0)
 if [[ -f "$DEST/env.sh" ]]; then echo "software Vulkan already in $DEST"; exit 0; fi
 work="$DEST.partial"
-rm -rf "$work"; mkdir -p "$work/apt/lists/partial" "$work/apt/archives/partial" "$work/debs" "$work/root"
-cat > "$work/apt/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main
-SRC
-APT=(-o Dir::Etc::SourceList="$work/apt/sources.list" -o Dir::Etc::SourceParts=-
-     -o Dir::State::Lists="$work/apt/lists" -o Dir::Cache="$work/apt"
-     -o Debug::NoLocking=1)
-apt-get "${APT[@]}" -qq update
-(cd "$work/debs" && apt-get "${APT[@]}" -qq download "${PACKAGES[@]}")
-for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
+rm -rf "$work"
+"$(dirname "$0")/apt_unpack.sh" "$work" "bookworm bookworm-backports" "${PACKAGES[@]}"
 lib="$work/root/usr/lib/x86_64-linux-gnu"
 [[ -f "$lib/libvulkan_lvp.so" ]] || { echo "error: libvulkan_lvp.so not in the unpacked packages" >&2; exit 1; }
 rm -rf "$DEST"; mv "$work" "$DEST"
