@@ -19,7 +19,8 @@ from typing import Callable, Iterator
 
 from export.manifest import read_manifest
 
-from .adb import Adb, AdbError, AdbTimeout, DeviceNotReady
+from .adb import Adb
+from .errors import AdbError, AdbTimeout, DeviceNotReady, HarnessError
 from .parse import BenchmarkOutputError, parse_benchmark_model
 
 DELEGATE_FLAGS = {
@@ -31,10 +32,6 @@ DELEGATE_FLAGS = {
 DELEGATE_NAMES = {"xnnpack": "TfLiteXNNPackDelegate", "gpu": "TfLiteGpuDelegateV2", "nnapi": "TfLiteNnapiDelegate"}
 ELF_MACHINES = {"arm64-v8a": 183, "armeabi-v7a": 40, "armeabi": 40, "x86_64": 62, "x86": 3}
 REMOTE_ROOT = "/data/local/tmp"
-
-
-class HarnessError(RuntimeError):
-    """The run cannot start (bad binary, bad request)."""
 
 
 def check_binary(path: Path, abi: str) -> str:
@@ -100,14 +97,14 @@ def remote_workdir(adb: Adb, prefix: str, binary: Path, name: str, keep: bool) -
     yields ``(folder, binary path)`` and removes the folder afterwards unless ``keep``."""
     work = f"{REMOTE_ROOT}/{prefix}-{uuid.uuid4().hex[:8]}"
     try:
-        adb.shell(f"mkdir -p {work}")
+        adb.shell(["mkdir", "-p", work])
         adb.push(binary, f"{work}/{name}")
-        adb.shell(f"chmod 755 {work}/{name}")
+        adb.shell(["chmod", "755", f"{work}/{name}"])
         yield work, f"{work}/{name}"
     finally:
         if not keep:
             try:
-                adb.shell(f"rm -rf {work}", timeout_s=30)
+                adb.shell(["rm", "-rf", work], timeout_s=30)
             except AdbError:
                 pass  # the device is gone; nothing to clean
 
@@ -132,13 +129,14 @@ def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, deleg
             adb.push(export_dir / manifest["artifacts"][fmt]["file"], f"{work}/{manifest['artifacts'][fmt]['file']}")
         for rec in records:
             graph = f"{work}/{manifest['artifacts'][rec['format']]['file']}"
-            cmd = " ".join(filter(None, [f"taskset {mask}" if mask else "", shlex.quote(remote_bin),
-                                         f"--graph={graph}", f"--num_threads={rec['threads']}",
-                                         f"--num_runs={runs}", f"--warmup_runs={warmup}",
-                                         "--report_peak_memory_footprint=true", DELEGATE_FLAGS[rec["delegate"]]]))
-            rec["command"] = cmd
+            argv = (["taskset", mask] if mask else []) + [
+                remote_bin, f"--graph={graph}", f"--num_threads={rec['threads']}", f"--num_runs={runs}",
+                f"--warmup_runs={warmup}", "--report_peak_memory_footprint=true", DELEGATE_FLAGS[rec["delegate"]]]
+            rec["command"] = shlex.join(argv)
             try:
-                proc = adb.shell(cmd, timeout_s=timeout_s, check=False)
+                proc = adb.shell(argv, timeout_s=timeout_s, check=False)
+                if not (proc.stdout or proc.stderr):
+                    adb.still_there()
             except (DeviceNotReady, AdbTimeout) as exc:
                 rec.update(status="error", error=str(exc))
                 on_record(records)

@@ -13,7 +13,6 @@ delegate flags are ``benchmark_model``'s (``--use_xnnpack=``, ``--use_gpu=true``
 """
 from __future__ import annotations
 
-import shlex
 import tempfile
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from export.parity import DEFAULT_TOLERANCES, Tolerance, check_format, parity_re
 from export.runtimes import Runner, from_file_layout, to_file_layout
 
 from .adb import Adb
-from .device_bench import DELEGATE_FLAGS, HarnessError, check_binary, litert_formats, remote_workdir
+from .device_bench import DELEGATE_FLAGS, check_binary, litert_formats, remote_workdir
+from .errors import HarnessError
 
 
 class DeviceRunner(Runner):
@@ -43,10 +43,10 @@ class DeviceRunner(Runner):
             local_in = Path(tmp) / "in.raw"
             to_file_layout(lr, self.input["layout"]).astype("<f4").tofile(local_in)
             self.adb.push(local_in, f"{self.work}/in.raw")
-            self.adb.shell(f"rm -rf {out_dir} && mkdir -p {out_dir}")
-            proc = self.adb.shell(" ".join([shlex.quote(self.runner), f"--graph={self.model}",
-                                            f"--input={self.work}/in.raw", f"--output_dir={out_dir}",
-                                            f"--num_threads={self.threads}", self.flag]),
+            self.adb.shell(["rm", "-rf", out_dir])
+            self.adb.shell(["mkdir", "-p", out_dir])
+            proc = self.adb.shell([self.runner, f"--graph={self.model}", f"--input={self.work}/in.raw",
+                                   f"--output_dir={out_dir}", f"--num_threads={self.threads}", self.flag],
                                   timeout_s=self.timeout_s, check=False)
             if proc.returncode != 0:
                 raise HarnessError(f"runner exited {proc.returncode}: "

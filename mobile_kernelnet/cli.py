@@ -248,7 +248,8 @@ def cmd_android_devices(args: argparse.Namespace) -> int:
 
 def cmd_android_bench(args: argparse.Namespace) -> int:
     from android_harness.adb import Adb, AdbError
-    from android_harness.device_bench import HarnessError, run_device_bench
+    from android_harness.device_bench import run_device_bench
+    from android_harness.errors import HarnessError
     from bench.benchmark import SCHEMA
     from bench.report import markdown, table
     from bench.benchmark import load_baseline
@@ -303,7 +304,7 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
 
 def cmd_android_parity(args: argparse.Namespace) -> int:
     from android_harness.adb import Adb, AdbError
-    from android_harness.device_bench import HarnessError
+    from android_harness.errors import HarnessError
     from android_harness.device_parity import run_device_parity
     from export.parity import DEFAULT_TOLERANCES, format_parity_table, parse_tolerance
     from .evaluate import write_json

@@ -13,7 +13,8 @@ program must be one the host can run (the stand-ins in ``tests/fake_android/``).
 Faults (``fault=``): ``"unauthorized"`` (AUTH is asked and never accepted),
 ``"offline"`` (the connection is taken but never answered), ``"drop-transfer"`` (the
 connection closes after the first DATA of a push), ``"drop-run"`` (it closes once a
-program has started), ``"hang"`` (programs never finish).
+program has started), ``"hang"`` (programs never finish); the last three only where the
+command or pushed path contains ``fault_on``, when it is given.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +117,7 @@ class EmulatedDevice:
     root: Path
     props: dict = field(default_factory=lambda: dict(PIXEL_8))
     fault: str | None = None
+    fault_on: str | None = None     # run / push faults only where the command or path holds this
     cpu_max_khz: tuple[int, ...] = (2000000, 2000000, 2900000, 2900000)
 
     def __post_init__(self):
@@ -159,6 +162,10 @@ class EmulatedDevice:
         """A device shell command with its device paths mapped into :attr:`root`."""
         return re.sub(rf"(?<![\w./-])/({'|'.join(DEVICE_DIRS)})(?=/|\b)", lambda m: f"{self.root}/{m.group(1)}",
                       command)
+
+    def faulty(self, fault: str, where: str) -> bool:
+        """Whether ``fault`` strikes the command or path ``where``."""
+        return self.fault == fault and (self.fault_on is None or self.fault_on in where)
 
     def getprop(self, args: list[str]) -> tuple[bytes, int]:
         if not args:
@@ -259,11 +266,11 @@ class Connection:
             text, rc = self.device.getprop(words[1:])
             out(SHELL_STDOUT, text)
         else:
-            if self.device.fault == "hang":
+            if self.device.faulty("hang", command):
                 threading.Event().wait()
             proc = subprocess.Popen(["sh", "-c", self.device.rewrite(command)], cwd=self.device.root,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            if self.device.fault == "drop-run":
+            if self.device.faulty("drop-run", command):
                 self.drop()
                 proc.kill()
                 raise ConnectionError("dropped mid-run")
@@ -331,7 +338,7 @@ class Sync:
             rid, n = head[:4], struct.unpack("<I", head[4:])[0]
             if rid == b"DATA":
                 data += self.stream.read(n)
-                if self.conn.device.fault == "drop-transfer":
+                if self.conn.device.faulty("drop-transfer", remote):
                     self.conn.drop()
                     raise ConnectionError("dropped mid-transfer")
             elif rid == b"DONE":  # its word is the file's mtime, not a length
@@ -346,3 +353,48 @@ class Sync:
         os.chmod(partial, int(mode) & 0o7777)
         partial.replace(dest)
         self.stream.send(b"OKAY" + struct.pack("<I", 0))
+
+
+REPO = Path(__file__).resolve().parents[1]
+ADB = REPO / ".toolchain" / "adb" / "adb"
+
+
+class PrivateAdbServer:
+    """The real adb server on a free private port with its own key folder, so a user's
+    own adb server and keys are never touched: :attr:`env` holds ``ADB``,
+    ``ANDROID_ADB_SERVER_PORT`` and ``HOME`` for every adb call (the harness's included)."""
+
+    def __init__(self, home: Path, adb: Path = ADB):
+        if not adb.is_file():
+            raise FileNotFoundError(f"no real adb at {adb}: `make toolchain` unpacks Debian's adb there")
+        home.mkdir(parents=True, exist_ok=True)
+        with socket.create_server(("127.0.0.1", 0)) as s:
+            port = s.getsockname()[1]
+        self.adb = adb
+        self.env = {"ADB": str(adb), "ANDROID_ADB_SERVER_PORT": str(port), "HOME": str(home),
+                    "ANDROID_SDK_HOME": str(home)}
+        self.run("start-server")
+
+    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.adb), *args], env={**os.environ, **self.env}, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def connect(self, device: EmulatedDevice, timeout: float = 10) -> str:
+        """``adb connect`` the device and wait until the server lists it (in any state; the
+        client itself waits up to ~10 s for a device that never answers, so it is not waited for)."""
+        connect = subprocess.Popen([str(self.adb), "connect", device.serial], env={**os.environ, **self.env},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        try:
+            while device.serial not in self.run("devices").stdout:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"adb never listed {device.serial}")
+                time.sleep(0.1)
+        finally:
+            if connect.poll() is None:
+                connect.kill()
+            connect.wait()
+        return device.serial
+
+    def close(self) -> None:
+        self.run("kill-server")

@@ -1,8 +1,9 @@
-"""The Android harness end to end against a fake device (tests/fake_android): a fake
-`adb` that keeps the device's files in a temporary folder and runs pushed programs
-on the host, and a `benchmark_model` stand-in that really runs the model in LiteRT."""
+"""The Android harness end to end against the real adb client and server driving emulated
+devices (tests/emulated_device.py: the adb transport, shell v2 and sync protocols over
+TCP), with a `benchmark_model` stand-in that really runs the model in LiteRT on the host."""
 import json
 import os
+import pickle
 import platform
 import stat
 import sys
@@ -10,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from android_harness.adb import parse_devices
+from android_harness.adb import Adb, parse_devices, parse_getprop
 from android_harness.device_bench import check_binary, core_mask
+from android_harness.errors import AdbError, DeviceNotReady
 from android_harness.parse import BenchmarkOutputError, parse_benchmark_model
+from emulated_device import PIXEL_8, EmulatedDevice, PrivateAdbServer
 from mobile_kernelnet.cli import main
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures" / "android"
 HOST_ABI = {"x86_64": "x86_64", "aarch64": "arm64-v8a"}.get(platform.machine(), platform.machine())
-SERIAL = "FAKE01"
-HOST_FREQS = [1800000] * (os.cpu_count() - 1) + [2400000]
+HOST_FREQS = tuple([1800000] * (os.cpu_count() - 1) + [2400000])
 BIG_MASK = format(1 << (os.cpu_count() - 1), "x")
 
 
@@ -29,38 +31,36 @@ def _launcher(path: Path, script: Path) -> Path:
     return path
 
 
-def _device(serial=SERIAL, state="device", **faults) -> dict:
-    props = {"ro.product.model": "Fake Pixel", "ro.product.manufacturer": "Host", "ro.soc.model": "HostSoC",
-             "ro.hardware": "host", "ro.build.version.release": "14", "ro.build.version.sdk": "34",
-             "ro.product.cpu.abi": HOST_ABI}
-    return {"serial": serial, "state": state, "props": props, "details": {"model": "Fake_Pixel"}, **faults}
-
-
 @pytest.fixture
-def fake(tmp_path, monkeypatch):
-    """A fake adb on $ADB with one ready device whose cores are the host's (the last one "big":
-    taskset really pins the stand-in on the host)."""
-    home = tmp_path / "adb_home"
-    home.mkdir()
+def android(tmp_path, monkeypatch):
+    """A private real adb server (its env set for the harness) and ``add(**device)``, which
+    connects a new emulated device (host ABI, the host's cores with the last one "big":
+    taskset really pins the stand-in on the host) and returns it."""
+    server = PrivateAdbServer(tmp_path / "adb_home")
+    for k, v in server.env.items():
+        monkeypatch.setenv(k, v)
+    devices = []
 
-    def set_devices(*devices):
-        (home / "devices.json").write_text(json.dumps({"devices": list(devices)}))
-        for d in devices:
-            (home / d["serial"] / "data/local/tmp").mkdir(parents=True, exist_ok=True)
-            for i, khz in enumerate(HOST_FREQS):
-                f = home / d["serial"] / f"sys/devices/system/cpu/cpu{i}/cpufreq/cpuinfo_max_freq"
-                f.parent.mkdir(parents=True, exist_ok=True)
-                f.write_text(f"{khz}\n")
-    set_devices(_device())
-    monkeypatch.setenv("FAKE_ADB_HOME", str(home))
-    monkeypatch.setenv("ADB", str(_launcher(tmp_path / "adb", HERE / "fake_android" / "fake_adb.py")))
+    def add(**kwargs):
+        props = {**PIXEL_8, "ro.product.cpu.abi": HOST_ABI, **kwargs.pop("props", {})}
+        dev = EmulatedDevice(tmp_path / f"device{len(devices)}", props=props, cpu_max_khz=HOST_FREQS, **kwargs)
+        devices.append(dev)
+        server.connect(dev)
+        return dev
     binary = _launcher(tmp_path / "benchmark_model", HERE / "fake_android" / "benchmark_model_standin.py")
-    return {"home": home, "set_devices": set_devices, "binary": binary, "tmp": tmp_path}
+    yield {"add": add, "server": server, "binary": binary, "tmp": tmp_path}
+    server.close()
+    for dev in devices:
+        dev.close()
 
 
-def _bench(fake, exported, *extra):
-    out = fake["tmp"] / "android.json"
-    rc = main(["android", "bench", str(exported), "--benchmark-binary", str(fake["binary"]), "--runs", "3",
+def _remote_tmp(dev: EmulatedDevice) -> list[Path]:
+    return list((dev.root / "data" / "local" / "tmp").iterdir())
+
+
+def _bench(android, exported, *extra):
+    out = android["tmp"] / "android.json"
+    rc = main(["android", "bench", str(exported), "--benchmark-binary", str(android["binary"]), "--runs", "3",
                "--warmup", "1", "--json", str(out), *extra])
     return rc, (json.loads(out.read_text()) if out.is_file() else None)
 
@@ -99,71 +99,97 @@ def test_core_mask_and_binary_checks(tmp_path):
         check_binary(elf, "x86_64")
 
 
-def test_devices_lists_states(fake, capsys):
-    fake["set_devices"](_device(), _device("EMU2", "unauthorized"))
+def test_devices_lists_states(android, capsys):
+    ready, locked = android["add"](), android["add"](fault="unauthorized")
     assert main(["android", "devices"]) == 0
     out = capsys.readouterr().out
-    assert "FAKE01" in out and "EMU2" in out and "unauthorized" in out
+    assert ready.serial in out and locked.serial in out and "unauthorized" in out and "Pixel_8" in out
 
 
-def test_bench_end_to_end_on_the_fake_device(fake, exported, capsys):
-    rc, report = _bench(fake, exported, "--delegates", "cpu,xnnpack", "--threads", "1,2", "--cores", "big")
+def test_facts_come_from_one_getprop_and_errors_carry_the_call(android):
+    dev = android["add"]()
+    adb = Adb().select(dev.serial)
+    facts = adb.facts()
+    assert (facts["model"], facts["abi"], facts["soc"]) == ("Pixel 8", HOST_ABI, "Tensor G3")
+    assert facts["cpu_max_khz"] == list(HOST_FREQS) and facts["cpu_count"] == os.cpu_count()
+    assert parse_getprop("[ro.a]: [x y]\n[ro.b]: []\nnoise\n") == {"ro.a": "x y", "ro.b": ""}
+    with pytest.raises(AdbError) as err:
+        adb.shell(["sh", "-c", "echo out; echo oops >&2; exit 7"])
+    e = err.value
+    assert (e.returncode, e.serial, e.stdout, e.stderr) == (7, dev.serial, "out\n", "oops\n")
+    assert e.cmd[1:4] == ["-s", dev.serial, "shell"]
+    again = pickle.loads(pickle.dumps(e))
+    assert type(again) is AdbError and (again.cmd, again.returncode, str(again)) == (e.cmd, 7, str(e))
+    quoted = adb.shell(["echo", "a b; rm -rf /", "$HOME"]).stdout  # words stay words on the device
+    assert quoted == "a b; rm -rf / $HOME\n"
+    with pytest.raises(TypeError, match="argument list"):
+        adb.shell("echo hi")
+
+
+def test_bench_end_to_end_on_an_emulated_device(android, exported, capsys):
+    dev = android["add"]()
+    rc, report = _bench(android, exported, "--delegates", "cpu,xnnpack", "--threads", "1,2", "--cores", "big")
     assert rc == 0, capsys.readouterr().err
     recs = report["records"]
-    assert report["complete"] and report["device"]["model"] == "Fake Pixel" and report["device"]["abi"] == HOST_ABI
+    assert report["complete"] and report["device"]["model"] == "Pixel 8" and report["device"]["abi"] == HOST_ABI
     assert len(recs) == 4 * 2 * 2 and all(r["status"] == "ok" for r in recs)
     assert all(r["latency_ms_median"] > 0 and r["runs"] == 3 and r["peak_memory_mb"] is not None for r in recs)
     assert all(r["command"].startswith(f"taskset {BIG_MASK} ") for r in recs)  # the big core
     xnn = [r for r in recs if r["runtime"] == "android-xnnpack"]
     assert all(r["delegate_coverage"] > 0.5 for r in xnn)
     assert all(r["delegate_coverage"] == 0 for r in recs if r["runtime"] == "android-cpu")
-    assert list((fake["home"] / SERIAL / "data/local/tmp").iterdir()) == []  # cleaned up
+    assert _remote_tmp(dev) == []  # cleaned up
     assert "android-xnnpack" in capsys.readouterr().out
 
 
-def test_keep_leaves_the_remote_folder(fake, exported):
-    rc, _ = _bench(fake, exported, "--delegates", "cpu", "--threads", "1", "--keep")
+def test_keep_leaves_the_remote_folder(android, exported):
+    dev = android["add"]()
+    rc, _ = _bench(android, exported, "--delegates", "cpu", "--threads", "1", "--keep")
     assert rc == 0
-    (work,) = (fake["home"] / SERIAL / "data/local/tmp").iterdir()
+    (work,) = _remote_tmp(dev)
     assert (work / "benchmark_model").is_file() and len(list(work.glob("*.tflite"))) == 4
 
 
-@pytest.mark.parametrize("devices, message", [
+@pytest.mark.parametrize("faults, message", [
     ([], "no Android device attached"),
-    ([_device(), _device("EMU2")], "several devices attached: choose one with --serial"),
-    ([_device(state="unauthorized")], "is unauthorized: accept the USB debugging prompt"),
-    ([_device(state="offline")], "is offline"),
+    ([None, None], "several devices attached: choose one with --serial"),
+    (["unauthorized"], "is unauthorized: accept the USB debugging prompt"),
+    (["offline"], "is offline"),
 ])
-def test_device_faults_are_clear_errors(fake, exported, capsys, devices, message):
-    fake["set_devices"](*devices)
-    rc, report = _bench(fake, exported, "--delegates", "cpu", "--threads", "1")
+def test_device_faults_are_clear_errors(android, exported, capsys, faults, message):
+    for fault in faults:
+        android["add"](fault=fault)
+    rc, report = _bench(android, exported, "--delegates", "cpu", "--threads", "1")
     assert rc == 1 and report is None
     assert message in capsys.readouterr().err
 
 
-def test_no_adb_is_a_clear_error(fake, exported, monkeypatch, capsys):
+def test_no_adb_is_a_clear_error(android, exported, monkeypatch, capsys):
     monkeypatch.delenv("ADB")
-    monkeypatch.setenv("PATH", str(fake["tmp"] / "empty"))
+    monkeypatch.setenv("PATH", str(android["tmp"] / "empty"))
     assert main(["android", "devices"]) == 2
     assert "adb not found" in capsys.readouterr().err
-    rc, _ = _bench(fake, exported, "--adb", str(fake["tmp"] / "no-adb"))
+    rc, _ = _bench(android, exported, "--adb", str(android["tmp"] / "no-adb"))
     assert rc == 1 and "not an executable file" in capsys.readouterr().err
 
 
-def test_bad_binaries_are_refused_before_running(fake, exported, capsys):
-    text = fake["tmp"] / "notes.txt"
+def test_bad_binaries_are_refused_before_running(android, exported, capsys):
+    android["add"]()
+    text = android["tmp"] / "notes.txt"
     text.write_text("not a program")
-    rc, _ = _bench(fake, exported, "--benchmark-binary", str(text))
+    rc, _ = _bench(android, exported, "--benchmark-binary", str(text))
     assert rc == 1 and "is not an executable (no ELF header)" in capsys.readouterr().err
-    arm = fake["tmp"] / "bm_arm"
+    arm = android["tmp"] / "bm_arm"
     arm.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 11 + (40 if HOST_ABI != "armeabi-v7a" else 62).to_bytes(2, "little"))
-    rc, _ = _bench(fake, exported, "--benchmark-binary", str(arm))
+    rc, _ = _bench(android, exported, "--benchmark-binary", str(arm))
     assert rc == 1 and "but the device ABI is" in capsys.readouterr().err
 
 
-def test_disconnect_mid_run_keeps_finished_records(fake, exported, capsys):
-    fake["set_devices"](_device(disconnect_on="--num_threads=2"))
-    rc, report = _bench(fake, exported, "--delegates", "cpu", "--threads", "1,2")
+def test_disconnect_mid_run_keeps_finished_records(android, exported, capsys):
+    """The real adb returns exit 0 and no output when the connection drops under a shell:
+    the harness asks the server, which then lists the device offline."""
+    android["add"](fault="drop-run", fault_on="--num_threads=2")
+    rc, report = _bench(android, exported, "--delegates", "cpu", "--threads", "1,2")
     assert rc == 1 and report["complete"] is False
     states = [r["status"] for r in report["records"]]
     assert states[0] == "ok" and states[1] == "error" and set(states[2:]) == {"not run"}
@@ -171,41 +197,52 @@ def test_disconnect_mid_run_keeps_finished_records(fake, exported, capsys):
     assert "kept 1 finished records" in capsys.readouterr().err
 
 
-def test_hung_run_times_out_and_keeps_finished_records(fake, exported, capsys):
-    fake["set_devices"](_device(hang_on="--num_threads=2"))
-    rc, report = _bench(fake, exported, "--delegates", "cpu", "--threads", "1,2", "--timeout", "8")
+def test_disconnect_mid_push_is_a_clear_error(android, exported, capsys):
+    android["add"](fault="drop-transfer", fault_on=".tflite")
+    rc, report = _bench(android, exported, "--delegates", "cpu", "--threads", "1")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "disconnected or went offline during `adb push" in err or "couldn't read from device" in err, err
+
+
+def test_hung_run_times_out_and_keeps_finished_records(android, exported, capsys):
+    dev = android["add"](fault="hang", fault_on="--num_threads=2")
+    rc, report = _bench(android, exported, "--delegates", "cpu", "--threads", "1,2", "--timeout", "8")
     assert rc == 1
     assert [r["status"] for r in report["records"]][:2] == ["ok", "error"]
     assert "did not finish in 8 s" in report["records"][1]["error"]
-    assert list((fake["home"] / SERIAL / "data/local/tmp").iterdir()) == []  # still cleaned up
+    assert _remote_tmp(dev) == []  # still cleaned up
 
 
-def test_unavailable_delegate_is_recorded_with_the_tools_words(fake, exported):
-    rc, report = _bench(fake, exported, "--delegates", "gpu", "--threads", "1")
+def test_unavailable_delegate_is_recorded_with_the_tools_words(android, exported):
+    android["add"]()
+    rc, report = _bench(android, exported, "--delegates", "gpu", "--threads", "1")
     assert rc == 1 and report["complete"]
     assert all(r["status"] == "error" and "GPU acceleration is unsupported" in r["error"]
                for r in report["records"])
 
 
-def test_on_device_parity_passes_at_the_export_tolerances(fake, exported, testset_root_sf2, capsys):
-    runner = _launcher(fake["tmp"] / "runner", HERE / "fake_android" / "runner_standin.py")
-    out = fake["tmp"] / "parity.json"
+def test_on_device_parity_passes_at_the_export_tolerances(android, exported, testset_root_sf2, capsys):
+    dev = android["add"]()
+    runner = _launcher(android["tmp"] / "runner", HERE / "fake_android" / "runner_standin.py")
+    out = android["tmp"] / "parity.json"
     rc = main(["android", "parity", str(exported), "--runner-binary", str(runner), "--testset", str(testset_root_sf2),
                "--delegates", "cpu,xnnpack", "--images", "2", "--json", str(out)])
     report = json.loads(out.read_text())
     assert rc == 0, capsys.readouterr().err
     rows = {r["format"]: r for r in report["formats"]}
     assert set(rows) == {f"tflite-{k}@{d}" for k in ("fp32", "fp16", "dynamic-int8", "int8") for d in ("cpu", "xnnpack")}
-    assert rows["tflite-fp32@xnnpack"]["max_abs"] <= 1e-4 and report["device"]["model"] == "Fake Pixel"
-    assert list((fake["home"] / SERIAL / "data/local/tmp").iterdir()) == []
+    assert rows["tflite-fp32@xnnpack"]["max_abs"] <= 1e-4 and report["device"]["model"] == "Pixel 8"
+    assert _remote_tmp(dev) == []
 
 
-def test_on_device_parity_fails_on_wrong_outputs(fake, exported, testset_root_sf2, capsys):
+def test_on_device_parity_fails_on_wrong_outputs(android, exported, testset_root_sf2, capsys):
     """A runner whose outputs are scrambled (the layout bug parity exists to catch) fails."""
-    bad = fake["tmp"] / "bad_runner.py"
+    android["add"]()
+    bad = android["tmp"] / "bad_runner.py"
     bad.write_text((HERE / "fake_android" / "runner_standin.py").read_text().replace(
         "np.asarray(value, dtype=\"<f4\")", "np.asarray(value, dtype=\"<f4\")[:, ::-1]"))
-    runner = _launcher(fake["tmp"] / "runner", bad)
+    runner = _launcher(android["tmp"] / "runner", bad)
     rc = main(["android", "parity", str(exported), "--runner-binary", str(runner), "--testset", str(testset_root_sf2),
-               "--delegates", "xnnpack", "--images", "1", "--json", str(fake["tmp"] / "p.json")])
+               "--delegates", "xnnpack", "--images", "1", "--json", str(android["tmp"] / "p.json")])
     assert rc == 1 and "FAILED: tflite-fp32@xnnpack" in capsys.readouterr().err

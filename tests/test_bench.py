@@ -45,6 +45,20 @@ def test_report_table_and_markdown_show_every_record(records):
     assert md.startswith("Machine: test cpu, 2 cores") and md.count("\n| ") == len(records) + 1
 
 
+def test_tflite_records_carry_the_placement_the_export_measured(records, exported):
+    from export.manifest import read_manifest
+    m = read_manifest(exported)
+    for r in records:
+        art = m["artifacts"].get(r["format"], {})
+        if r["format"].startswith("tflite-"):
+            assert (r["gpu_ops"], r["ops_total"]) == (art["gpu"]["ops_gpu"], art["gpu"]["ops_total"])
+            assert r["npu_partitions"]["qualcomm:SM8350"] is None  # fixed-point HTP: the float islands fail
+            assert r["npu_partitions"]["qualcomm:SM8650"] == art["npu"]["qualcomm:SM8650"]["partitions"]
+        else:
+            assert "gpu_ops" not in r and "npu_partitions" not in r
+    assert "SM8350 x, SM8650 1" in table(records) and "GPU ops" in markdown(records, {})
+
+
 def test_gate_flags_slower_or_less_accurate_records_only(records):
     assert compare(records, records, 1.10, 0.01) == {"matched": len(records), "regressions": []}
     slow = [dict(r, latency_ms_median=r["latency_ms_median"] * (1.5 if r["format"] == "onnx-dft" else 1.0))
