@@ -140,6 +140,19 @@ def _worker(conn, target: Target, manifest: dict, threads: int) -> None:
         conn.send((time.perf_counter() - t0) * 1e3)
 
 
+def placement(artifact: dict) -> dict:
+    """What the export measured about where a TFLite file runs: ``gpu_ops`` / ``ops_total``
+    under LiteRT's GPU accelerator and ``npu_partitions`` per NPU target (``None`` where
+    the compile failed); empty for other formats."""
+    out = {}
+    if artifact.get("gpu", {}).get("status") == "checked":
+        out.update(gpu_ops=artifact["gpu"]["ops_gpu"], ops_total=artifact["gpu"]["ops_total"])
+    if "npu" in artifact:
+        out["npu_partitions"] = {t: r["partitions"] if r["status"] == "compiled" else None
+                                 for t, r in artifact["npu"].items()}
+    return out
+
+
 def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, warmup: int,
                 l1: dict[tuple[str, str], float], flops: int, peak_gflops: float,
                 bar: tqdm | None = None) -> list[dict]:
@@ -156,6 +169,7 @@ def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, 
                    "size_mb": (manifest["artifacts"][t.format]["size_bytes"] if t.format != "pytorch" else
                                weights_path(base["model"], base["config"], base["sf"]).stat().st_size) / 1e6,
                    "kernel_l1": l1.get((t.format, t.runtime)), "flops": flops, "floor_ms": floor_ms}
+            rec.update(placement(manifest["artifacts"].get(t.format, {})))
             here, there = ctx.Pipe()
             proc = ctx.Process(target=_worker, args=(there, t, manifest, threads), daemon=True)
             proc.start()
@@ -243,18 +257,24 @@ def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], r
                      "sgemm_gflops_end": {str(n): v for n, v in peaks_end.items()}, "busy_reasons": reasons}
 
 
+def record_key(r: dict) -> tuple:
+    """What makes two records comparable: :data:`KEY`, and the phone (``device``) if any."""
+    return tuple(r[k] for k in KEY) + (r.get("device"),)
+
+
 def compare(records: list[dict], baseline: list[dict], max_slowdown: float, max_l1_increase: float) -> dict:
-    """Regression gate: match records on :data:`KEY`; a record regresses when its median
+    """Regression gate: match records on :func:`record_key`; a record regresses when its median
     latency exceeds ``max_slowdown`` x the baseline's or its kernel L1 rises by more than
     ``max_l1_increase``, or when it ran in the baseline and fails now."""
-    old = {tuple(r[k] for k in KEY): r for r in baseline}
+    old = {record_key(r): r for r in baseline}
     regressions, matched = [], 0
     for r in records:
-        b = old.get(tuple(r[k] for k in KEY))
+        b = old.get(record_key(r))
         if b is None or b.get("status") != "ok":
             continue
         matched += 1
-        name = f"{r['format']}/{r['runtime']} {r['threads']}t {r['input_size']}px"
+        name = f"{r['format']}/{r['runtime']} {r['threads']}t {r['input_size']}px" + (
+            f" on {r['device']}" if r.get("device") else "")
         if r.get("status") != "ok":
             regressions.append(f"{name}: ran in the baseline, now {r.get('status')}: {r.get('error')}")
             continue

@@ -4,7 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 COLUMNS = ("format", "runtime", "threads", "size", "status", "MB", "kernel L1", "median ms", "p90 ms",
-           "FPS", "x floor")
+           "FPS", "x floor", "GPU ops", "NPU partitions")
+
+
+def _npu(r: dict) -> str:
+    """``SM8350 x, SM8650 1``: partitions per SoC, ``x`` where the compile failed."""
+    parts = r.get("npu_partitions")
+    if not parts:
+        return "-"
+    return ", ".join(f"{t.split(':')[-1]} {'x' if n is None else n}" for t, n in parts.items())
 
 
 def _row(r: dict) -> list[str]:
@@ -15,14 +23,23 @@ def _row(r: dict) -> list[str]:
     return [r["format"], r["runtime"], str(r["threads"]), str(r["input_size"]), r.get("status", "?"),
             num("size_mb", ".3f"), num("kernel_l1", ".4f"),
             num("latency_ms_median", ".2f") if ok else "-", num("latency_ms_p90", ".2f") if ok else "-",
-            f"{1e3 / r['latency_ms_median']:.1f}" if ok else "-", num("ratio_to_floor", ".1f") if ok else "-"]
+            f"{1e3 / r['latency_ms_median']:.1f}" if ok else "-", num("ratio_to_floor", ".1f") if ok else "-",
+            f"{r['gpu_ops']}/{r['ops_total']}" if "gpu_ops" in r else "-", _npu(r)]
+
+
+def _rows(records: list[dict]) -> list[list[str]]:
+    """Header and rows; a ``device`` column first when the records come from phones."""
+    phones = any(r.get("device") for r in records)
+    return [(["device"] if phones else []) + list(COLUMNS)] + [
+        ([r.get("device") or "-"] if phones else []) + _row(r) for r in records]
 
 
 def table(records: list[dict]) -> str:
     """Fixed-width table in the spirit of ultralytics' ``benchmark`` output."""
-    rows = [list(COLUMNS)] + [_row(r) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    rows = _rows(records)
+    left = 3 if len(rows[0]) > len(COLUMNS) else 2  # the text columns are left-aligned
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.rjust(w) if i >= left else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
                      for row in rows)
 
 
@@ -32,8 +49,9 @@ def markdown(records: list[dict], machine: dict) -> str:
     head = f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores\n\n"
     for reason in machine.get("check", {}).get("busy_reasons", []):
         head += f"**Busy machine, timings not trustworthy:** {reason}\n\n"
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_row(r)) + " |" for r in records]
+    rows = _rows(records)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
     return head + "\n".join(lines) + "\n"
 
 

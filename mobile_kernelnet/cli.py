@@ -247,51 +247,52 @@ def cmd_android_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_android_bench(args: argparse.Namespace) -> int:
-    from android_harness.adb import Adb, AdbError
-    from android_harness.device_bench import run_device_bench
-    from android_harness.errors import HarnessError
-    from bench.benchmark import SCHEMA
+    from android_harness.adb import Adb
+    from android_harness.errors import AdbError
+    from android_harness.fleet import bench_fleet, ready_serials
+    from bench.benchmark import SCHEMA, load_baseline
     from bench.report import markdown, table
-    from bench.benchmark import load_baseline
     from .evaluate import write_json
     from .imio import atomic_output
 
-    threads, delegates = args.threads, args.delegates
     baseline = load_baseline(args.baseline) if args.baseline else None
-    state = {"device": None, "records": []}
 
-    def save(complete: bool) -> None:
-        write_json({"schema": SCHEMA, "device": state["device"], "export": str(args.dir), "complete": complete,
-                    "records": state["records"]}, args.json)
-
-    def on_record(records: list[dict]) -> None:
-        state["records"] = records
-        save(False)
+    def save(report, complete: bool) -> None:
+        one = next(iter(report.devices.values())) if len(report.devices) == 1 else None
+        write_json({"schema": SCHEMA, "export": str(args.dir), "complete": complete, "devices": report.devices,
+                    **({"device": one} if one else {}), "records": report.records()}, args.json)
 
     try:
-        adb = Adb(args.adb, timeout_s=args.timeout).select(args.serial)
-        state["device"] = adb.facts()
-        _, records = run_device_bench(adb, args.dir, args.benchmark_binary, delegates, threads, args.cores,
-                                      args.runs, args.warmup, args.timeout, args.keep, state["device"], on_record)
-    except (AdbError, HarnessError) as exc:
-        if state["records"]:
-            save(False)
-            print(f"kept {sum(r['status'] == 'ok' for r in state['records'])} finished records in {args.json}; "
-                  "the others are marked error / not run", file=sys.stderr)
+        adb = Adb(args.adb, timeout_s=args.timeout)
+        serials = ready_serials(adb, args.serial, args.all_devices)
+        report = bench_fleet(adb, serials, lambda r: save(r, False), export_dir=args.dir,
+                             binary=args.benchmark_binary, delegates=args.delegates, threads=args.threads,
+                             cores=args.cores, runs=args.runs, warmup=args.warmup, timeout_s=args.timeout,
+                             keep=args.keep)
+    except AdbError as exc:
         print(f"mkn android bench: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        save(False)
         print(f"\ninterrupted: finished records kept in {args.json}", file=sys.stderr)
         return 130
-    state["records"] = records
-    save(True)
-    print(f"device: {state['device']['model']} ({state['device']['soc']}, {state['device']['abi']}, "
-          f"Android {state['device']['android']})")
+    records = report.records()
+    if records or report.devices:
+        save(report, report.complete)
+    for serial, d in report.devices.items():
+        if "error" in d:
+            print(f"mkn android bench: error: {serial}: {d['error']}", file=sys.stderr)
+            if report.by_device.get(serial):
+                print(f"kept {sum(r['status'] == 'ok' for r in report.by_device[serial])} finished records of "
+                      f"{serial} in {args.json}; the others are marked error / not run", file=sys.stderr)
+        else:
+            print(f"device {serial}: {d['model']} ({d['soc']}, {d['abi']}, Android {d['android']})")
+    if not records:
+        return 1
     print(table(records))
     with atomic_output(args.json.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(records, {"cpu": f"{state['device']['model']} / {state['device']['soc']}",
-                                          "cores": state["device"]["cpu_count"]}))
+        tmp.write_text(markdown(records, {"cpu": ", ".join(f"{d.get('model')} / {d.get('soc')}"
+                                                            for d in report.devices.values()),
+                                          "cores": "/".join(str(d.get("cpu_count")) for d in report.devices.values())}))
     print(f"wrote {args.json} and {args.json.with_suffix('.md')}")
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
@@ -299,7 +300,7 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
               f"{failed[0]['runtime']} {failed[0]['threads']}t: {failed[0].get('error')}", file=sys.stderr)
     if baseline is not None and regression_gate(records, baseline, args.baseline, args.max_slowdown, 0.01):
         return 1
-    return 1 if failed else 0
+    return 1 if failed or not report.complete else 0
 
 
 def cmd_android_parity(args: argparse.Namespace) -> int:
@@ -534,7 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("dir", type=Path, help="export directory")
     ab.add_argument("--benchmark-binary", type=Path, required=True,
                     help="TensorFlow Lite's Android benchmark_model for the phone's ABI")
-    ab.add_argument("--serial", help="device serial (default: the only device attached)")
+    ab.add_argument("--serial", action="append", help="device serial; repeat it for several phones run in parallel "
+                                                   "(default: the only device attached)")
+    ab.add_argument("--all-devices", action="store_true", help="every attached device that is ready, in parallel")
     ab.add_argument("--adb", help="adb executable (default: $ADB, then PATH)")
     ab.add_argument("--delegates", action=ListOption, default=["cpu", "xnnpack"],
                     help="cpu,xnnpack,gpu,nnapi")

@@ -246,3 +246,28 @@ def test_on_device_parity_fails_on_wrong_outputs(android, exported, testset_root
     rc = main(["android", "parity", str(exported), "--runner-binary", str(runner), "--testset", str(testset_root_sf2),
                "--delegates", "xnnpack", "--images", "1", "--json", str(android["tmp"] / "p.json")])
     assert rc == 1 and "FAILED: tflite-fp32@xnnpack" in capsys.readouterr().err
+
+
+def test_three_phones_run_in_parallel_into_one_report(android, exported, capsys):
+    """One worker per phone; the phone that drops mid-run keeps its finished record and
+    costs the others nothing."""
+    a = android["add"]()
+    b = android["add"](props={"ro.product.model": "Galaxy S24"})
+    c = android["add"](fault="drop-run", fault_on="--num_threads=2")
+    rc, report = _bench(android, exported, "--all-devices", "--delegates", "cpu", "--threads", "1,2")
+    assert rc == 1 and report["complete"] is False and set(report["devices"]) == {a.serial, b.serial, c.serial}
+    by = {s: [r for r in report["records"] if r["device"] == s] for s in report["devices"]}
+    for ok in (a, b):
+        assert len(by[ok.serial]) == 4 * 2 and all(r["status"] == "ok" for r in by[ok.serial])
+        assert "error" not in report["devices"][ok.serial] and _remote_tmp(ok) == []
+    assert [r["status"] for r in by[c.serial]][:2] == ["ok", "error"]
+    assert "disconnected" in report["devices"][c.serial]["error"]
+    assert report["devices"][b.serial]["model"] == "Galaxy S24"
+    out = capsys.readouterr()
+    assert f"kept 1 finished records of {c.serial}" in out.err
+    assert out.out.count(a.serial) >= 1 + 8  # the device line and a device column in the table
+    md = (android["tmp"] / "android.md").read_text()
+    assert md.splitlines()[2].startswith("| device |")
+    rc, two = _bench(android, exported, "--serial", a.serial, "--serial", b.serial, "--delegates", "cpu",
+                     "--threads", "1")
+    assert rc == 0 and {r["device"] for r in two["records"]} == {a.serial, b.serial} and "device" not in two

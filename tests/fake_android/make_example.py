@@ -1,7 +1,6 @@
 """Write an example `mkn android bench` report from an emulated device driven by the real adb
 (host CPU, not a phone):
 ``python tests/fake_android/make_example.py EXPORT_DIR OUT.json``."""
-import json
 import os
 import platform
 import stat
