@@ -56,8 +56,12 @@ FILE_TOLERANCES = {
     "tflite-dynamic-int8": Tolerance(delta_l1=0.03),
     "tflite-int8": Tolerance(delta_l1=0.03),
 }
-FP16_COMPUTE = Tolerance(max_abs=2.5e-3, delta_l1=0.01)
-"""The least a format is allowed when it computes in fp16 (as the GPU path does by default)."""
+FP16_COMPUTE = Tolerance(max_abs=None, delta_l1=0.01)
+"""What a format is judged by when it computes in fp16 (as the GPU path does by default):
+kernel L1, not max-abs. KernelNet's FFT-1 zeroes taps below a fraction of the peak, so a
+tap near that line flips under fp16 rounding and moves the kernel by the tap's value
+(0.045 / 0.10 at sf 4 / 3 on one test image each, as in the int8 files) while the mean
+kernel L1 moves by 0.003 / 0.012."""
 
 
 def gpu_row(fmt: str, precision: str) -> str:
@@ -68,15 +72,15 @@ def gpu_row(fmt: str, precision: str) -> str:
 def _on_gpu(own: Tolerance, precision: str) -> Tolerance:
     if precision == "fp32":
         return own
-    return Tolerance(max_abs=None if own.max_abs is None else max(own.max_abs, FP16_COMPUTE.max_abs),
-                     delta_l1=max(own.delta_l1 or 0.0, FP16_COMPUTE.delta_l1))
+    return Tolerance(max_abs=FP16_COMPUTE.max_abs, delta_l1=max(own.delta_l1 or 0.0, FP16_COMPUTE.delta_l1))
 
 
 DEFAULT_TOLERANCES = {**FILE_TOLERANCES,
                       **{gpu_row(f, p): _on_gpu(t, p) for f, t in FILE_TOLERANCES.items()
                          if f.startswith("tflite-") for p in PRECISIONS}}
 """Per parity row: each file in its desktop runtime, and each TFLite file on the GPU path
-(its own tolerance at fp32, at least :data:`FP16_COMPUTE`'s at fp16)."""
+(its own tolerance at fp32; at fp16, :data:`FP16_COMPUTE` with the file's kernel-L1 bound
+if that is looser)."""
 
 
 def parse_tolerance(spec: str, tolerances: dict[str, Tolerance]) -> dict[str, Tolerance]:
