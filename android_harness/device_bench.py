@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,6 +23,7 @@ from export.manifest import read_manifest
 from .adb import Adb
 from .errors import AdbError, AdbTimeout, DeviceNotReady, HarnessError
 from .parse import BenchmarkOutputError, parse_benchmark_model
+from .stats import summarize
 
 DELEGATE_FLAGS = {
     "cpu": "--use_xnnpack=false",
@@ -109,14 +111,33 @@ def remote_workdir(adb: Adb, prefix: str, binary: Path, name: str, keep: bool) -
                 pass  # the device is gone; nothing to clean
 
 
+def _invoke(adb: Adb, argv: list[str], delegate: str, timeout_s: float) -> dict:
+    """One ``benchmark_model`` invocation, parsed (:class:`BenchmarkOutputError` on a
+    failing or unreadable run; :class:`DeviceNotReady` when the phone went away)."""
+    proc = adb.shell(argv, timeout_s=timeout_s, check=False)
+    if not (proc.stdout or proc.stderr):
+        adb.still_there()
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise BenchmarkOutputError(f"benchmark_model exited {proc.returncode}: "
+                                   + " | ".join(out.strip().splitlines()[-3:]))
+    parsed = parse_benchmark_model(out)
+    coverage = [d for d in parsed["delegates"] if d["delegate"] == DELEGATE_NAMES.get(delegate)]
+    parsed["delegate_coverage"] = (coverage[0]["nodes"] / coverage[0]["of"]) if coverage else 0.0
+    return parsed
+
+
 def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, delegates: list[str],
                      threads: list[int], cores: str = "all", runs: int = 50, warmup: int = 5,
                      timeout_s: float = 600, keep: bool = False, facts: dict | None = None,
-                     on_record: Callable[[list[dict]], None] = lambda recs: None) -> tuple[dict, list[dict]]:
+                     on_record: Callable[[list[dict]], None] = lambda recs: None, repeats: int = 3,
+                     cooldown_s: float = 0.0, sustained_s: float | None = None) -> tuple[dict, list[dict]]:
     """Benchmark every ``.tflite`` of ``export_dir`` on ``adb``'s device (``facts``: its
-    :meth:`Adb.facts`, read here if not given). Returns ``(device facts, records)``; raises
-    :class:`DeviceNotReady` / :class:`AdbTimeout` after recording what finished when the
-    device is lost or a run hangs."""
+    :meth:`Adb.facts`, read here if not given). Each job runs ``repeats`` invocations (or,
+    with ``sustained_s``, invocations until that many seconds have passed), ``cooldown_s``
+    apart, summarised by :func:`stats.summarize`. Returns ``(device facts, records)``;
+    raises :class:`DeviceNotReady` / :class:`AdbTimeout` after recording what finished
+    when the device is lost or a run hangs."""
     export_dir, binary = Path(export_dir), Path(binary)
     manifest = read_manifest(export_dir)
     records = plan_jobs(manifest, delegates, threads)
@@ -124,6 +145,7 @@ def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, deleg
     check_binary(binary, facts["abi"])
     mask = core_mask(facts["cpu_max_khz"], cores)
     facts["pinned_cores_mask"] = mask
+    first = True
     with remote_workdir(adb, "mkn", binary, "benchmark_model", keep) as (work, remote_bin):
         for fmt in {r["format"] for r in records}:
             adb.push(export_dir / manifest["artifacts"][fmt]["file"], f"{work}/{manifest['artifacts'][fmt]['file']}")
@@ -133,24 +155,20 @@ def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, deleg
                 remote_bin, f"--graph={graph}", f"--num_threads={rec['threads']}", f"--num_runs={runs}",
                 f"--warmup_runs={warmup}", "--report_peak_memory_footprint=true", DELEGATE_FLAGS[rec["delegate"]]]
             rec["command"] = shlex.join(argv)
+            invocations, start = [], time.monotonic()
             try:
-                proc = adb.shell(argv, timeout_s=timeout_s, check=False)
-                if not (proc.stdout or proc.stderr):
-                    adb.still_there()
+                while not invocations or (time.monotonic() - start < sustained_s if sustained_s
+                                          else len(invocations) < repeats):
+                    if cooldown_s and not first:
+                        time.sleep(cooldown_s)
+                    first = False
+                    invocations.append({**_invoke(adb, argv, rec["delegate"], timeout_s),
+                                        "t_s": time.monotonic() - start})
+                rec.update(summarize(invocations), status="ok")
             except (DeviceNotReady, AdbTimeout) as exc:
                 rec.update(status="error", error=str(exc))
                 on_record(records)
                 raise
-            out = proc.stdout + proc.stderr
-            try:
-                if proc.returncode != 0:
-                    raise BenchmarkOutputError(f"benchmark_model exited {proc.returncode}: "
-                                               + " | ".join(out.strip().splitlines()[-3:]))
-                parsed = parse_benchmark_model(out)
-                wanted = DELEGATE_NAMES.get(rec["delegate"])
-                coverage = [d for d in parsed["delegates"] if d["delegate"] == wanted]
-                parsed["delegate_coverage"] = (coverage[0]["nodes"] / coverage[0]["of"]) if coverage else 0.0
-                rec.update(parsed, status="ok")
             except BenchmarkOutputError as exc:
                 rec.update(status="error", error=str(exc))
             on_record(records)

@@ -31,7 +31,7 @@ def parse_benchmark_model(text: str) -> dict:
 
     ``latency_ms_median`` is the tool's median when it prints one, else its mean
     (``latency_stat`` says which); ``latency_ms_p90`` is not printed by the tool
-    (``None``); ``latency_ms_p95`` is, by newer builds."""
+    (``None``); ``latency_ms_p5`` / ``latency_ms_p95`` are, by newer builds."""
     summary = _SUMMARY.search(text)
     if not summary:
         tail = " | ".join(text.strip().splitlines()[-3:])
@@ -48,6 +48,7 @@ def parse_benchmark_model(text: str) -> dict:
         "latency_ms_median": median / 1e3 if median is not None else avg,
         "latency_stat": "median" if median is not None else "mean (this benchmark_model prints no median)",
         "latency_ms_p90": None,
+        "latency_ms_p5": timed["p5"] / 1e3 if "p5" in timed else None,
         "latency_ms_p95": timed["p95"] / 1e3 if "p95" in timed else None,
         "latency_ms_std": timed["std"] / 1e3 if "std" in timed else None,
         "runs": int(timed["count"]) if timed else None,

@@ -264,7 +264,8 @@ def record_key(r: dict) -> tuple:
 
 def compare(records: list[dict], baseline: list[dict], max_slowdown: float, max_l1_increase: float) -> dict:
     """Regression gate: match records on :func:`record_key`; a record regresses when its median
-    latency exceeds ``max_slowdown`` x the baseline's or its kernel L1 rises by more than
+    latency exceeds ``max_slowdown`` x the baseline's (with 95 % intervals on both sides, as
+    phone records have: when its interval's low end exceeds that x the baseline's high end) or its kernel L1 rises by more than
     ``max_l1_increase``, or when it ran in the baseline and fails now."""
     old = {record_key(r): r for r in baseline}
     regressions, matched = [], 0
@@ -278,10 +279,16 @@ def compare(records: list[dict], baseline: list[dict], max_slowdown: float, max_
         if r.get("status") != "ok":
             regressions.append(f"{name}: ran in the baseline, now {r.get('status')}: {r.get('error')}")
             continue
-        ratio = r["latency_ms_median"] / b["latency_ms_median"]
+        if r.get("latency_ms_median_ci95") and b.get("latency_ms_median_ci95"):
+            # intervals: the new run's fastest plausible median against the old one's slowest
+            ratio = r["latency_ms_median_ci95"][0] / b["latency_ms_median_ci95"][1]
+            what = (f"median 95% interval [{b['latency_ms_median_ci95'][0]:.2f}, {b['latency_ms_median_ci95'][1]:.2f}]"
+                    f" -> [{r['latency_ms_median_ci95'][0]:.2f}, {r['latency_ms_median_ci95'][1]:.2f}] ms")
+        else:
+            ratio = r["latency_ms_median"] / b["latency_ms_median"]
+            what = f"median {b['latency_ms_median']:.2f} -> {r['latency_ms_median']:.2f} ms"
         if ratio > max_slowdown:
-            regressions.append(f"{name}: median {b['latency_ms_median']:.2f} -> {r['latency_ms_median']:.2f} ms "
-                               f"(x{ratio:.2f} > x{max_slowdown:.2f})")
+            regressions.append(f"{name}: {what} (x{ratio:.2f} > x{max_slowdown:.2f})")
         if r.get("kernel_l1") is not None and b.get("kernel_l1") is not None \
                 and r["kernel_l1"] - b["kernel_l1"] > max_l1_increase:
             regressions.append(f"{name}: kernel L1 {b['kernel_l1']:.4f} -> {r['kernel_l1']:.4f} "

@@ -58,6 +58,18 @@ def npu_targets(text: str) -> list:
         raise argparse.ArgumentTypeError(str(exc))
 
 
+def duration(text: str) -> float:
+    """argparse type: seconds, ``90``, ``90s`` or ``2m``; > 0."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value[:-1]) * 60 if value.endswith("m") else float(value.rstrip("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a duration like 60s or 2m, got {text!r}")
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+    return seconds
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     value = float(text)
@@ -268,7 +280,8 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
         report = bench_fleet(adb, serials, lambda r: save(r, False), export_dir=args.dir,
                              binary=args.benchmark_binary, delegates=args.delegates, threads=args.threads,
                              cores=args.cores, runs=args.runs, warmup=args.warmup, timeout_s=args.timeout,
-                             keep=args.keep)
+                             keep=args.keep, repeats=args.repeats, cooldown_s=args.cooldown,
+                             sustained_s=args.sustained)
     except AdbError as exc:
         print(f"mkn android bench: error: {exc}", file=sys.stderr)
         return 1
@@ -545,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--cores", default="all", help="all, big, or core numbers (4,5,6,7); pinned with taskset")
     ab.add_argument("--runs", type=positive_int, default=50)
     ab.add_argument("--warmup", type=int, default=5)
+    ab.add_argument("--repeats", type=positive_int, default=3,
+                    help="benchmark_model invocations per job: the median and its bootstrap 95%% interval over them")
+    ab.add_argument("--cooldown", type=float, default=0.0, metavar="SECONDS", help="pause before each invocation")
+    ab.add_argument("--sustained", type=duration, metavar="60s",
+                    help="instead of --repeats, invoke each job for this long and report latency over time")
     ab.add_argument("--timeout", type=positive_float, default=600, help="seconds before a run counts as hung")
     ab.add_argument("--keep", action="store_true", help="leave the working folder on the device")
     ab.add_argument("--json", type=Path, required=True)

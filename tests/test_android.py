@@ -60,8 +60,9 @@ def _remote_tmp(dev: EmulatedDevice) -> list[Path]:
 
 def _bench(android, exported, *extra):
     out = android["tmp"] / "android.json"
+    repeats = [] if "--repeats" in extra or "--sustained" in extra else ["--repeats", "1"]
     rc = main(["android", "bench", str(exported), "--benchmark-binary", str(android["binary"]), "--runs", "3",
-               "--warmup", "1", "--json", str(out), *extra])
+               "--warmup", "1", "--json", str(out), *repeats, *extra])
     return rc, (json.loads(out.read_text()) if out.is_file() else None)
 
 
@@ -271,3 +272,47 @@ def test_three_phones_run_in_parallel_into_one_report(android, exported, capsys)
     rc, two = _bench(android, exported, "--serial", a.serial, "--serial", b.serial, "--delegates", "cpu",
                      "--threads", "1")
     assert rc == 0 and {r["device"] for r in two["records"]} == {a.serial, b.serial} and "device" not in two
+
+
+def test_repeats_give_a_median_interval_and_sustained_runs_show_latency_over_time(android, exported):
+    android["add"]()
+    rc, report = _bench(android, exported, "--delegates", "cpu", "--threads", "1", "--repeats", "3",
+                        "--cooldown", "0.3")
+    assert rc == 0
+    for r in report["records"]:
+        meds = r["invocation_medians_ms"]
+        assert r["invocations"] == 3 and len(meds) == 3 and r["latency_ms_median"] == sorted(meds)[1]
+        lo, hi = r["latency_ms_median_ci95"]
+        assert min(meds) <= lo <= r["latency_ms_median"] <= hi <= max(meds)
+        assert r["latency_ms_p5"] <= r["latency_ms_median"] <= r["latency_ms_p95"]
+        t = [p["t_s"] for p in r["over_time"]]
+        assert t == sorted(t) and t[2] - t[0] >= 0.6  # the cool-downs happened
+    rc, sustained = _bench(android, exported, "--delegates", "cpu", "--threads", "1", "--sustained", "4s")
+    assert rc == 0
+    for r in sustained["records"]:  # invoked until 4 s had passed: at least two invocations
+        assert r["invocations"] >= 2 and len(r["invocation_medians_ms"]) == r["invocations"]
+
+
+def test_bootstrap_interval_and_throttling_summary():
+    from android_harness.stats import bootstrap_median_ci, summarize
+    lo, hi = bootstrap_median_ci([10.0, 11.0, 12.0, 13.0, 50.0])
+    assert 10.0 <= lo <= 12.0 <= hi <= 50.0 and bootstrap_median_ci([10.0, 11.0, 12.0, 13.0, 50.0]) == (lo, hi)
+    wide, narrow = bootstrap_median_ci([5, 10, 15, 20, 25]), bootstrap_median_ci([14, 15, 15, 15, 16])
+    assert wide[1] - wide[0] > narrow[1] - narrow[0]
+    base = {"init_ms": 1, "first_inference_ms": 2, "latency_stat": "median", "delegates": [], "delegate_coverage": 0,
+            "runs": 5, "latency_ms_avg": 1, "peak_memory_mb": 3}
+    hot = summarize([{**base, "latency_ms_median": m, "t_s": i * 10.0} for i, m in enumerate([10, 10, 11, 14, 18, 20, 21, 22])])
+    assert hot["throttle_ratio"] == pytest.approx(21.5 / 10) and len(hot["over_time"]) == 8
+
+
+def test_gate_compares_intervals_when_both_sides_have_them():
+    from bench.benchmark import compare
+    key = {"model": "kernelnet", "config": "mobile", "sf": 2, "format": "tflite-int8", "runtime": "android-cpu",
+           "threads": 1, "input_size": 256, "device": "A", "status": "ok", "kernel_l1": 0.3}
+    old = {**key, "latency_ms_median": 10.0, "latency_ms_median_ci95": [9.0, 12.0]}
+    noisy = {**key, "latency_ms_median": 12.0, "latency_ms_median_ci95": [10.0, 14.0]}  # x1.2 medians, overlapping
+    slow = {**key, "latency_ms_median": 16.0, "latency_ms_median_ci95": [15.0, 17.0]}
+    assert compare([noisy], [old], 1.1, 0.01)["regressions"] == []
+    (line,) = compare([slow], [old], 1.1, 0.01)["regressions"]
+    assert "95% interval [9.00, 12.00] -> [15.00, 17.00]" in line and "on A" in line
+    assert compare([{**slow, "device": "B"}], [old], 1.1, 0.01)["matched"] == 0  # another phone
