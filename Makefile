@@ -5,9 +5,10 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Software Vulkan (Mesa lavapipe, Debian packages) and QNN host libraries (a PyPI wheel),
-# unpacked into .toolchain/ for the GPU and NPU checks; nothing is installed system-wide.
-TOOLCHAIN := .toolchain/vulkan/env.sh .toolchain/qnn/lib/libQnnHtp.so
+# Software Vulkan (Mesa lavapipe, Debian packages) and QNN host libraries (a PyPI wheel) for
+# the GPU and NPU checks, and the real adb (Debian) for the phone harness's tests, unpacked
+# into .toolchain/; nothing is installed system-wide.
+TOOLCHAIN := .toolchain/vulkan/env.sh .toolchain/qnn/lib/libQnnHtp.so .toolchain/adb/adb
 NPU ?= qualcomm:SM8350,SM8550,SM8650,SM8750
 
 .PHONY: demo test toolchain eval eval-sr tune-sr tune-sr-camera error-budget testsets weights latency exports bench android-example clean
@@ -30,6 +31,8 @@ toolchain: $(TOOLCHAIN)
 	tools/setup_vulkan.sh .toolchain/vulkan
 .toolchain/qnn/lib/libQnnHtp.so: $(STAMP)
 	PIP=$(BIN)/pip tools/setup_qnn.sh .toolchain/qnn
+.toolchain/adb/adb:
+	tools/setup_adb.sh .toolchain/adb
 
 testsets: $(STAMP)
 	for sf in 2 3 4; do test -d testsets/sf$$sf || $(BIN)/mkn make-testset --sf $$sf --out testsets || exit 1; done
@@ -88,7 +91,7 @@ bench: testsets
 	    --testset testsets --json results/bench_kernelnet_sf2.json
 
 # Example on-device report from the fake device of the tests (host CPU, not a phone).
-android-example: $(STAMP)
+android-example: $(STAMP) .toolchain/adb/adb
 	test -f exports/kernelnet_mobile_sf2/manifest.json || $(MAKE) exports
 	$(BIN)/python tests/fake_android/make_example.py exports/kernelnet_mobile_sf2 results/android_example.json
 

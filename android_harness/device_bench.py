@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
-from export.manifest import read_manifest
+from export.manifest import placement, read_manifest
 
 from .adb import Adb
 from .errors import AdbError, AdbTimeout, DeviceNotReady, HarnessError
@@ -89,7 +89,7 @@ def plan_jobs(manifest: dict, delegates: list[str], threads: list[int]) -> list[
     base = {k: manifest[k] for k in ("model", "config", "sf")}
     return [{**base, "format": f, "runtime": f"android-{d}", "delegate": d, "threads": t,
              "input_size": manifest["input_size"], "size_mb": manifest["artifacts"][f]["size_bytes"] / 1e6,
-             "kernel_l1": None, "status": "not run"}
+             "kernel_l1": None, "status": "not run", **placement(manifest["artifacts"][f])}
             for f in litert_formats(manifest, delegates) for d in delegates for t in threads]
 
 

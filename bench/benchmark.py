@@ -40,7 +40,7 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from export.manifest import read_manifest
+from export.manifest import placement, read_manifest
 from export.parity import parity_inputs
 from export.runtimes import Runner, TorchRunner, open_runner
 from mobile_kernelnet.metrics import kernel_l1
@@ -138,19 +138,6 @@ def _worker(conn, target: Target, manifest: dict, threads: int) -> None:
         t0 = time.perf_counter()
         runner(x)
         conn.send((time.perf_counter() - t0) * 1e3)
-
-
-def placement(artifact: dict) -> dict:
-    """What the export measured about where a TFLite file runs: ``gpu_ops`` / ``ops_total``
-    under LiteRT's GPU accelerator and ``npu_partitions`` per NPU target (``None`` where
-    the compile failed); empty for other formats."""
-    out = {}
-    if artifact.get("gpu", {}).get("status") == "checked":
-        out.update(gpu_ops=artifact["gpu"]["ops_gpu"], ops_total=artifact["gpu"]["ops_total"])
-    if "npu" in artifact:
-        out["npu_partitions"] = {t: r["partitions"] if r["status"] == "compiled" else None
-                                 for t, r in artifact["npu"].items()}
-    return out
 
 
 def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, warmup: int,

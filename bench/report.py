@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-COLUMNS = ("format", "runtime", "threads", "size", "status", "MB", "kernel L1", "median ms", "p90 ms",
+COLUMNS = ("format", "runtime", "threads", "size", "status", "MB", "kernel L1", "median ms", "95% CI", "p90 ms",
            "FPS", "x floor", "GPU ops", "NPU partitions")
 
 
@@ -22,7 +22,9 @@ def _row(r: dict) -> list[str]:
         return format(r[key], fmt) if r.get(key) is not None else "-"
     return [r["format"], r["runtime"], str(r["threads"]), str(r["input_size"]), r.get("status", "?"),
             num("size_mb", ".3f"), num("kernel_l1", ".4f"),
-            num("latency_ms_median", ".2f") if ok else "-", num("latency_ms_p90", ".2f") if ok else "-",
+            num("latency_ms_median", ".2f") if ok else "-",
+            "{:.2f}-{:.2f}".format(*r["latency_ms_median_ci95"]) if ok and r.get("latency_ms_median_ci95") else "-",
+            num("latency_ms_p90", ".2f") if ok else "-",
             f"{1e3 / r['latency_ms_median']:.1f}" if ok else "-", num("ratio_to_floor", ".1f") if ok else "-",
             f"{r['gpu_ops']}/{r['ops_total']}" if "gpu_ops" in r else "-", _npu(r)]
 

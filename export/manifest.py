@@ -103,3 +103,16 @@ def find_artifact(model_file: str | Path) -> tuple[dict, str]:
                 raise ValueError(f"{model_file}: sha256 differs from {model_file.parent / MANIFEST}")
             return manifest, fmt
     raise ValueError(f"{model_file}: not listed in {model_file.parent / MANIFEST}")
+
+
+def placement(artifact: dict) -> dict:
+    """What the export measured about where a TFLite file runs: ``gpu_ops`` / ``ops_total``
+    under LiteRT's GPU accelerator and ``npu_partitions`` per NPU target (``None`` where
+    the compile failed); empty for other formats."""
+    out = {}
+    if artifact.get("gpu", {}).get("status") == "checked":
+        out.update(gpu_ops=artifact["gpu"]["ops_gpu"], ops_total=artifact["gpu"]["ops_total"])
+    if "npu" in artifact:
+        out["npu_partitions"] = {t: r["partitions"] if r["status"] == "compiled" else None
+                                 for t, r in artifact["npu"].items()}
+    return out
