@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from export.manifest import placement
+
 COLUMNS = ("format", "runtime", "threads", "size", "status", "MB", "kernel L1", "median ms", "95% CI", "p90 ms",
            "FPS", "x floor", "GPU ops", "NPU partitions")
 
@@ -101,3 +103,24 @@ def write_reports(records: list[dict], machine: dict, json_path: Path) -> str:
         tmp.write_text(markdown(records, machine))
     plot(records, png)
     return f"{table(records)}\nwrote {json_path}, {md}, {png}"
+
+
+def placement_markdown(manifests: list[dict]) -> str:
+    """Per TFLite file of each export manifest: ops on LiteRT's GPU accelerator and, per NPU
+    target, the partitions (``x``: the compile failed; ``*``: ops left on the CPU)."""
+    targets = list(dict.fromkeys(t for m in manifests for a in m["artifacts"].values() for t in a.get("npu", {})))
+    head = ["model", "sf", "input", "file", "GPU ops"] + [t.split(":")[-1] for t in targets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in manifests:
+        for fmt, art in m["artifacts"].items():
+            if art["runtime"] != "litert":
+                continue
+            p = placement(art)
+            gpu = f"{p['gpu_ops']}/{p['ops_total']}" if "gpu_ops" in p else "not checked"
+            cells = []
+            for t in targets:
+                r = art.get("npu", {}).get(t)
+                cells.append("-" if r is None else "x" if r["status"] != "compiled" else
+                             f"{r['partitions']}{'' if r['fully_offloaded'] else '*'}")
+            lines.append("| " + " | ".join([m["model"], str(m["sf"]), str(m["input_size"]), fmt, gpu, *cells]) + " |")
+    return "\n".join(lines) + "\n"

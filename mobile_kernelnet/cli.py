@@ -444,6 +444,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_placement(args: argparse.Namespace) -> int:
+    from bench.report import placement_markdown
+    from export.manifest import read_manifest
+
+    print(placement_markdown([read_manifest(d) for d in args.dirs]), end="")
+    return EXIT_OK
+
+
 def cmd_ship_check(args: argparse.Namespace) -> int:
     from .evaluate import write_json
     from .ship_check import ship_check
@@ -650,6 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--camera", action="store_true",
                    help="tune the noise-aware schedule (noise_floor x noise_end) on the clean and camera splits")
     u.set_defaults(func=cmd_tune_sr)
+
+    pl = sub.add_parser("placement", help="GPU ops and NPU partitions of exports' TFLite files (Markdown)")
+    pl.add_argument("dirs", nargs="+", type=Path, help="export directories")
+    pl.set_defaults(func=cmd_placement)
 
     c = sub.add_parser("ship-check", help="may a finished camera run replace the shipped weights? (ship_check.py)")
     c.add_argument("run", type=Path, help="run folder written by `mkn train`")

@@ -59,6 +59,17 @@ def test_tflite_records_carry_the_placement_the_export_measured(records, exporte
     assert "SM8350 x, SM8650 1" in table(records) and "GPU ops" in markdown(records, {})
 
 
+def test_placement_table_lists_every_tflite_file(exported, capsys):
+    from export.manifest import read_manifest
+    m = read_manifest(exported)
+    assert main(["placement", str(exported)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| model | sf | input | file | GPU ops | SM8350 | SM8650 |" and len(lines) == 2 + 4
+    fp32 = m["artifacts"]["tflite-fp32"]["gpu"]
+    assert f"| kernelnet | 2 | {EXPORT_SIZE} | tflite-fp32 | {fp32['ops_gpu']}/{fp32['ops_total']} | x | 1 |" in lines
+    assert any("tflite-dynamic-int8" in line and line.endswith("* |") for line in lines)  # hybrid convs on CPU
+
+
 def test_gate_flags_slower_or_less_accurate_records_only(records):
     assert compare(records, records, 1.10, 0.01) == {"matched": len(records), "regressions": []}
     slow = [dict(r, latency_ms_median=r["latency_ms_median"] * (1.5 if r["format"] == "onnx-dft" else 1.0))
