@@ -108,7 +108,8 @@ class Adb:
             raise DeviceNotReady(f"device {self.serial or ''} disconnected or went offline during {what}: "
                                  f"{gone.group(0)}", **details)
         if check and proc.returncode != 0:
-            raise AdbError(f"{what} failed (exit {proc.returncode}): {said.strip() or 'no output'}", **details)
+            raise AdbError(f"`{self.path} {' '.join(args)}` failed (exit {proc.returncode}): "
+                           f"{said.strip() or 'no output'}", **details)
         return proc
 
     def devices(self) -> list[Device]:
