@@ -13,11 +13,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mobile_kernelnet.models.registry import StagedEstimator
+
 
 def model_flops(model: torch.nn.Module, size: int) -> int:
     """Floating-point operations (multiply and add counted apart) of one forward pass of
     ``model`` on a ``(1, 1, size, size)`` input, with the ``matmul`` spectral backend."""
-    if hasattr(model, "set_spectral_backend"):
+    staged = isinstance(model, StagedEstimator)
+    if staged:
         model.set_spectral_backend("matmul")
     try:
         counter = FlopCounterMode(display=False)
@@ -25,7 +28,7 @@ def model_flops(model: torch.nn.Module, size: int) -> int:
             model(torch.rand(1, 1, size, size))
         return int(counter.get_total_flops())
     finally:
-        if hasattr(model, "set_spectral_backend"):
+        if staged:
             model.set_spectral_backend("torch")
 
 

@@ -28,7 +28,7 @@ import torch
 from mobile_kernelnet.estimation import MIN_SIDE_IN_KERNELS
 from mobile_kernelnet.kernels import kernel_size
 from mobile_kernelnet.models import create_model
-from mobile_kernelnet.models.registry import model_entry, weights_path
+from mobile_kernelnet.models.registry import StagedEstimator, model_entry, weights_path
 
 from .calibration import calibration_images
 from .gpu import gpu_check
@@ -70,9 +70,9 @@ class ExportJob:
     def module(self, backend: str) -> StageOutputs:
         """The estimator with ``backend`` spectral ops, wrapped to output every stage."""
         net = create_model(self.model, self.sf, self.config)
-        if hasattr(net, "set_spectral_backend"):
-            net.set_spectral_backend(backend)
-        return StageOutputs(net, stage_names(net, self.input_size)).eval()
+        if not isinstance(net, StagedEstimator):
+            raise ExportError(f"model {self.model!r} has no stages to export (it is not a StagedEstimator)")
+        return StageOutputs(net.set_spectral_backend(backend), net.stage_names).eval()
 
     def example(self) -> torch.Tensor:
         return torch.rand(1, 1, self.input_size, self.input_size, generator=torch.Generator().manual_seed(0))
@@ -117,12 +117,6 @@ class ExportJob:
             record["log"] = f"logs/npu/{record['log']}"
             npu[str(target)] = record
         return {"gpu": gpu_check(path, io, self.check_images()), **({"npu": npu} if npu else {})}
-
-
-def stage_names(net: torch.nn.Module, size: int) -> list[str]:
-    """Names of ``net.stages`` outputs in pipeline order."""
-    with torch.no_grad():
-        return list(net.stages(torch.rand(1, 1, size, size)).keys())
 
 
 def build_onnx(mode: str) -> Callable[[ExportJob], dict]:

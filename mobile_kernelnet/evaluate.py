@@ -81,11 +81,12 @@ def backend_agreement(spec: str, testset_dir: str | Path) -> dict | None:
     """Largest |k_torch - k_matmul| over the test set for a model with a spectral stage
     (``None`` for models without one): both backends must give the same kernel."""
     from .models import create_model
+    from .models.registry import StagedEstimator
 
     manifest, entries = load_testset(testset_dir, verify=False)
     name, config = parse_model_spec(spec)
     model = create_model(name, manifest["sf"], config)
-    if not hasattr(model, "set_spectral_backend"):
+    if not isinstance(model, StagedEstimator):
         return None
     worst = 0.0
     with torch.inference_mode():

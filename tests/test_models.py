@@ -5,7 +5,7 @@ import torch
 
 from mobile_kernelnet.kernels import kernel_size
 from mobile_kernelnet.models import create_model, list_models
-from mobile_kernelnet.models.registry import model_entry
+from mobile_kernelnet.models.registry import Estimator, StagedEstimator, model_entry
 
 
 @pytest.mark.parametrize("sf", [2, 3, 4])
@@ -21,6 +21,13 @@ def test_registered_model_contract(name, sf):
         assert k.shape == (2, 1, K, K) and k.dtype == torch.float32
         assert torch.all(k >= 0)
         assert torch.allclose(k.sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5)
+        assert isinstance(model, Estimator)
+        if isinstance(model, StagedEstimator):  # the stages it names, in order, kernel last = forward
+            with torch.inference_mode():
+                stages = model.set_spectral_backend("matmul").stages(x)
+            assert tuple(stages) == model.stage_names and model.stage_names[-1] == "kernel"
+            assert torch.allclose(stages["kernel"], k, atol=1e-5)  # the matmul DFT gives the same kernel
+            model.set_spectral_backend("torch")
 
 
 SHIPPED = [("kernelnet", "mobile"), ("s2k", "mobile")]
@@ -72,7 +79,7 @@ def test_fixed_gaussian_matches_paper_sigma():
 
 
 def test_ablations_run_their_parents_weights():
-    from mobile_kernelnet.models.registry import model_entry, weights_path
+    from mobile_kernelnet.models.registry import Estimator, StagedEstimator, model_entry, weights_path
     assert model_entry("kernelnet-norefine").weights_of == "kernelnet"
     assert weights_path("kernelnet-norefine", "mobile", 2) == weights_path("kernelnet", "mobile", 2)
     assert weights_path("s2k-noadv", "mobile", 2).name == "s2k-noadv_mobile_sf2.pt"  # trained on its own

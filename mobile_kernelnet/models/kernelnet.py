@@ -268,6 +268,8 @@ class KernelNet(nn.Module):
         self.refine = REFINEMENTS[cfg.refine_arch](cfg.refine_channels, self.kernel_size)
         self.use_refinement = cfg.refine
 
+    stage_names = ("grads", "k_lr", "k_coarse", "kernel")
+
     def set_spectral_backend(self, backend: str) -> "KernelNet":
         """Switch both FFT stages to ``backend`` (``"torch"`` or ``"matmul"``)."""
         self.spectral = Spectral(backend)

@@ -1,10 +1,16 @@
 """Kernel estimators registered by name (as timm registers models).
 
-Every estimator is a plain ``nn.Module`` with the same contract:
+Every estimator is a plain ``nn.Module`` with the contract :class:`Estimator`:
 
 * attributes ``sf`` (int) and ``kernel_size`` (odd int, the HR kernel side ``K``);
 * ``forward(lr)``: ``(B, 1, H, W)`` float32 LR luma in [0, 1] ->
   ``(B, 1, K, K)`` float32 kernels, each non-negative and summing to 1.
+
+A learned estimator with FFT stages is also a :class:`StagedEstimator`: it names its
+stages (``stage_names``, pipeline order, ``kernel`` last), returns them all from
+``stages(lr)`` (what export, parity and the error budget read), and switches its spectral
+ops between backends (``set_spectral_backend``). Code outside this module asks
+``isinstance(model, StagedEstimator)``, never ``hasattr``.
 
 A builder is ``fn(sf: int, config: str, pretrained: bool) -> nn.Module``;
 ``configs`` names the configurations it accepts (the first is the default).
@@ -14,12 +20,33 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@runtime_checkable
+class Estimator(Protocol):
+    """``(B, 1, H, W)`` LR luma in [0, 1] -> ``(B, 1, K, K)`` kernels (sum 1)."""
+
+    sf: int
+    kernel_size: int
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class StagedEstimator(Estimator, Protocol):
+    """An :class:`Estimator` with named stages and switchable spectral ops."""
+
+    stage_names: tuple[str, ...]
+
+    def stages(self, lr: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def set_spectral_backend(self, backend: str) -> "StagedEstimator": ...
 
 
 @dataclass(frozen=True)

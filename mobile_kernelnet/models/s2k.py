@@ -178,6 +178,8 @@ class S2K(nn.Module):
         self.generator = UNetGenerator(cfg)
         self.resample = AreaResample(cfg.spectrum_size, self.kernel_size)
 
+    stage_names = ("spectrum", "kernel_map", "kernel")
+
     def set_spectral_backend(self, backend: str) -> "S2K":
         """Switch the spectrum stage to ``backend`` (``"torch"`` or ``"matmul"``)."""
         self.spectrum.spectral = Spectral(backend)
