@@ -149,8 +149,7 @@ def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
             lr, source = calibration_images(job.sf, job.input_size, job.calibration_n)
             quant.update(float_op_types=sorted(op for op in fp32_ops if op not in INT8_OP_TYPES),
                          float_nodes=cnn_edge_nodes(fp32), calibration=source,
-                         why_float="the FFT products, eq. 11 division, spectrum powers and normalisations span "
-                                   "a dynamic range int8 cannot hold; a fully integer model fails in the quantised DIV")
+                         why_float=create_model(job.model, job.sf, job.config, pretrained=False).int8_float_reason)
             convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log",
                              lr.transpose(0, 2, 3, 1), quant["float_op_types"], quant["float_nodes"])
         elif kind == "fp32":

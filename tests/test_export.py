@@ -54,6 +54,7 @@ def test_manifest_records_files_layouts_and_tools(exported):
     assert m["tools"]["onnx2tf"] == "1.28.8" and m["failed"] == {}
     q = m["artifacts"]["tflite-int8"]["quantization"]
     assert "DIV" in q["float_op_types"] and "CONV_2D" not in q["float_op_types"]
+    assert q["why_float"] == create_model("kernelnet", 2, "mobile").int8_float_reason  # the model's words
     assert m["artifacts"]["tflite-int8"]["numeric"]["int8"].get("CONV_2D", 0) > 0
 
 
@@ -196,6 +197,8 @@ def test_s2k_converts_to_int8_and_passes_parity(exported_s2k, testset_root_sf2):
     rows = {r["format"]: r for r in report["formats"]}
     for name in ("tflite-int8", gpu_row("tflite-int8", "fp16"), gpu_row("tflite-fp32", "fp16")):
         assert rows[name]["status"] == "pass", (name, rows[name].get("error"))
+    why = read_manifest(exported_s2k)["artifacts"]["tflite-int8"]["quantization"]["why_float"]
+    assert why.startswith("the amplitude spectrum") and "eq. 11" not in why
 
 
 def test_int8_parity_holds_at_a_second_input_size(tmp_path, testset_root_sf2):

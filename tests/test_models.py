@@ -26,6 +26,7 @@ def test_registered_model_contract(name, sf):
             with torch.inference_mode():
                 stages = model.set_spectral_backend("matmul").stages(x)
             assert tuple(stages) == model.stage_names and model.stage_names[-1] == "kernel"
+            assert model.int8_float_reason
             assert torch.allclose(stages["kernel"], k, atol=1e-5)  # the matmul DFT gives the same kernel
             model.set_spectral_backend("torch")
 

@@ -269,6 +269,8 @@ class KernelNet(nn.Module):
         self.use_refinement = cfg.refine
 
     stage_names = ("grads", "k_lr", "k_coarse", "kernel")
+    int8_float_reason = ("the FFT products, the eq. 11 division, the spectrum powers and the normalisations span a "
+                         "dynamic range int8 cannot hold; a fully integer file divides by a zero in the quantised DIV")
 
     def set_spectral_backend(self, backend: str) -> "KernelNet":
         """Switch both FFT stages to ``backend`` (``"torch"`` or ``"matmul"``)."""

@@ -43,6 +43,7 @@ class StagedEstimator(Estimator, Protocol):
     """An :class:`Estimator` with named stages and switchable spectral ops."""
 
     stage_names: tuple[str, ...]
+    int8_float_reason: str      # why its spectral ops stay float in an int8 export (for the manifest)
 
     def stages(self, lr: torch.Tensor) -> dict[str, torch.Tensor]: ...
 

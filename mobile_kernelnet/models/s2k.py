@@ -179,6 +179,8 @@ class S2K(nn.Module):
         self.resample = AreaResample(cfg.spectrum_size, self.kernel_size)
 
     stage_names = ("spectrum", "kernel_map", "kernel")
+    int8_float_reason = ("the amplitude spectrum (DFT products, square root, log, per-image standardisation) and the "
+                         "kernel head (sharp softplus, sum-1 normalisation) span a dynamic range int8 cannot hold")
 
     def set_spectral_backend(self, backend: str) -> "S2K":
         """Switch the spectrum stage to ``backend`` (``"torch"`` or ``"matmul"``)."""
