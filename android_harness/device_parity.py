@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from export.manifest import read_manifest
-from export.parity import DEFAULT_TOLERANCES, Tolerance, check_format, parity_report, reference_outputs
+from export.formats import Tolerance
+from export.parity import DEFAULT_TOLERANCES, check_format, parity_report, reference_outputs
 from export.runtimes import Runner, from_file_layout, to_file_layout
 
 from .adb import Adb

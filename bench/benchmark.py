@@ -40,6 +40,7 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
+from export.formats import FORMATS
 from export.manifest import placement, read_manifest
 from export.parity import parity_inputs
 from export.runtimes import Runner, TorchRunner, open_runner
@@ -50,8 +51,6 @@ from mobile_kernelnet.models.registry import weights_path
 from .roofline import floor_ms as roofline_floor_ms, model_flops, sgemm_peak_gflops
 
 SCHEMA = "mkn-bench/1"
-RUNTIMES = {"torch": ("torch-eager",), "onnxruntime": ("onnxruntime-cpu",),
-            "litert": ("litert-xnnpack", "litert-builtin")}
 PAUSE_S = 0.03
 """Idle time before each timed call: ONNX Runtime, OpenMP and XNNPACK worker threads
 spin for a while after a run, and without a pause they steal the cores from the next
@@ -104,7 +103,7 @@ def targets_of(folder: Path, manifest: dict) -> list[Target]:
     """The PyTorch reference plus every artifact in each runtime it can run in."""
     out = [Target("pytorch", "torch-eager", folder)]
     for fmt, art in manifest["artifacts"].items():
-        out += [Target(fmt, rt, folder) for rt in RUNTIMES[art["runtime"]]]
+        out += [Target(fmt, rt, folder) for rt in FORMATS[fmt].bench_runtimes]
     return out
 
 

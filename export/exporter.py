@@ -1,6 +1,6 @@
-"""`mkn export`: one estimator -> every requested format, dispatched on :data:`FORMATS`.
+"""`mkn export`: one estimator -> every requested format of :data:`formats.FORMATS`.
 
-Each format is one function ``build(job) -> dict`` that writes its file into the
+Each format has one function ``build(job) -> dict`` (:data:`BUILDERS`) that writes its file into the
 job's work folder and returns its manifest fields. The whole directory is built
 under a hidden temporary name and renamed into place at the end, so an
 interrupted export never leaves a directory that looks complete. A format whose
@@ -35,8 +35,8 @@ from .gpu import gpu_check
 from .manifest import SCHEMA, sha256, tool_versions, write_manifest
 from .npu import NpuTarget, compile_for
 from .onnx_formats import StageOutputs, export_onnx
-from .tflite_formats import (INT8_OP_TYPES, TFLITE_KINDS, analyze_tflite, cnn_edge_nodes, convert_isolated,
-                             run_onnx2tf, tflite_io)
+from .formats import FORMATS, ExportFormat
+from .tflite_formats import INT8_OP_TYPES, analyze_tflite, cnn_edge_nodes, convert_isolated, run_onnx2tf, tflite_io
 
 MAX_INPUT_SIZE = 1024
 """Largest exported input side: the matmul DFT stores ``n x n`` constant matrices."""
@@ -95,7 +95,6 @@ class ExportJob:
             convert_isolated(self.saved_model(), "fp32", path, self.work / "logs" / "convert-fp32.log")
         return path
 
-
     def check_images(self) -> list:
         """:data:`CHECK_IMAGES` LR images ``(1, 1, S, S)`` for the accelerator checks (made once)."""
         if self._check_images is None:
@@ -119,30 +118,23 @@ class ExportJob:
         return {"gpu": gpu_check(path, io, self.check_images()), **({"npu": npu} if npu else {})}
 
 
-def build_onnx(mode: str) -> Callable[[ExportJob], dict]:
-    backend = {"dft": "torch", "matmul": "matmul"}[mode]
+def build_onnx(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
+    backend = {"dft": "torch", "matmul": "matmul"}[fmt.spectral_mode]
 
     def build(job: ExportJob) -> dict:
-        file = f"{job.stem}_{mode}.onnx"
-        info = export_onnx(job.module(backend), job.example(), job.work / file, mode)
-        return {"file": file, "runtime": "onnxruntime", **info}
-    build.__doc__ = f"ONNX with the FFT stages as {'DFT ops' if mode == 'dft' else 'constant-matrix MatMuls'}."
+        file = f"{job.stem}{fmt.suffix}"
+        info = export_onnx(job.module(backend), job.example(), job.work / file, fmt.spectral_mode)
+        return {"file": file, "runtime": fmt.runtime, **info}
+    build.__doc__ = f"ONNX with the FFT stages as {'DFT ops' if fmt.spectral_mode == 'dft' else 'constant-matrix MatMuls'}."
     return build
 
 
-QUANTIZATION = {
-    "fp32": "none",
-    "fp16": "float16 weights, dequantised to float32 on CPU (GPU delegates may compute in fp16)",
-    "dynamic-int8": "dynamic range: int8 weights of FULLY_CONNECTED/CONV_2D, float activations",
-    "int8": "selective: int8 weights and activations inside the CNN stages; their edge layers and "
-            "every spectral op float",
-}
+def build_tflite(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
+    kind = fmt.tflite_kind
 
-
-def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
     def build(job: ExportJob) -> dict:
-        file = f"{job.stem}_{kind}.tflite"
-        quant = {"mode": kind, "detail": QUANTIZATION[kind]}
+        file = f"{job.stem}{fmt.suffix}"
+        quant = {"mode": kind, "detail": fmt.quantization}
         if kind == "int8":
             fp32 = job.fp32_tflite()
             fp32_ops = analyze_tflite(fp32)["ops"]
@@ -157,27 +149,16 @@ def build_tflite(kind: str) -> Callable[[ExportJob], dict]:
         else:
             convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log")
         io = tflite_io(job.work / file, job.built["onnx-matmul"])
-        return {"file": file, "runtime": "litert", "source": "onnx-matmul (onnx2tf SavedModel)",
-                "spectral_mode": "matmul", **io, **analyze_tflite(job.work / file), "quantization": quant,
+        return {"file": file, "runtime": fmt.runtime, "source": "onnx-matmul (onnx2tf SavedModel)",
+                "spectral_mode": fmt.spectral_mode, **io, **analyze_tflite(job.work / file), "quantization": quant,
                 **job.accelerator_records(file, io)}
-    build.__doc__ = f"TFLite {kind}: {QUANTIZATION[kind]}."
+    build.__doc__ = f"TFLite {kind}: {fmt.quantization}."
     return build
 
 
-@dataclass(frozen=True)
-class Format:
-    """One export format: its builder, the runtime that runs it, and what it needs first."""
-
-    build: Callable[[ExportJob], dict]
-    runtime: str
-    needs: tuple[str, ...] = ()
-
-
-FORMATS: dict[str, Format] = {
-    "onnx-dft": Format(build_onnx("dft"), "onnxruntime"),
-    "onnx-matmul": Format(build_onnx("matmul"), "onnxruntime"),
-    **{f"tflite-{kind}": Format(build_tflite(kind), "litert", ("onnx-matmul",)) for kind in TFLITE_KINDS},
-}
+BUILDERS: dict[str, Callable[[ExportJob], dict]] = {
+    name: (build_tflite if fmt.tflite_kind else build_onnx)(fmt) for name, fmt in FORMATS.items()}
+"""One builder per entry of :data:`formats.FORMATS`."""
 
 
 def _remove_unlisted(work: Path, built: dict[str, dict]) -> None:
@@ -236,7 +217,7 @@ def export(model: str, config: str, sf: int, input_size: int, formats: list[str]
                 continue
             progress(f"{fmt}: exporting")
             try:
-                art = FORMATS[fmt].build(job)
+                art = BUILDERS[fmt](job)
             except Exception as exc:  # noqa: BLE001 -- recorded per format, re-raised below as ExportError
                 log = work / "logs" / f"{fmt}.log"
                 log.write_text(traceback.format_exc())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +31,7 @@ from mobile_kernelnet.models import create_model
 from mobile_kernelnet.budget import budget_input
 from mobile_kernelnet.testset import load_testset
 
+from .formats import FORMATS, Tolerance
 from .gpu import PRECISIONS, stage_outputs
 from .manifest import read_manifest, sha256
 from .runtimes import TorchRunner, open_runner
@@ -40,22 +41,8 @@ GROWTH = 10.0
 FLOAT32_FLOOR = 1e-7
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """Upper bounds for one format; ``None`` = not judged."""
-
-    max_abs: float | None = None
-    delta_l1: float | None = None
-
-
-FILE_TOLERANCES = {
-    "onnx-dft": Tolerance(max_abs=1e-5),
-    "onnx-matmul": Tolerance(max_abs=1e-5),
-    "tflite-fp32": Tolerance(max_abs=1e-4),
-    "tflite-fp16": Tolerance(max_abs=2.5e-3, delta_l1=0.01),
-    "tflite-dynamic-int8": Tolerance(delta_l1=0.03),
-    "tflite-int8": Tolerance(delta_l1=0.03),
-}
+FILE_TOLERANCES = {name: fmt.tolerance for name, fmt in FORMATS.items()}
+"""Each file in its desktop runtime (:data:`formats.FORMATS`)."""
 FP16_COMPUTE = Tolerance(max_abs=None, delta_l1=0.01)
 """What a format is judged by when it computes in fp16 (as the GPU path does by default):
 kernel L1, not max-abs. KernelNet's FFT-1 zeroes taps below a fraction of the peak, so a

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-TFLITE_KINDS = ("fp32", "fp16", "dynamic-int8", "int8")
+from .formats import TFLITE_KINDS
+
 INT8_OP_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "TANH", "LOGISTIC", "LEAKY_RELU")
 """Op types quantised in ``int8``; all others are kept float."""
 ONNX2TF_FLAGS = ("-dsm", "-osd", "-nuo")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from export.formats import FORMATS
+
 SHADES = " .:-=+*#%@"
-EXPORT_FORMATS = ("onnx-dft", "onnx-matmul", "tflite-fp32", "tflite-fp16", "tflite-dynamic-int8", "tflite-int8")
-"""The keys of ``export.exporter.FORMATS`` (kept here so the parser does not import TensorFlow)."""
+EXPORT_FORMATS = tuple(FORMATS)
+"""The names of :data:`export.formats.FORMATS` (a module light enough for the parser)."""
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 """Exit codes of every command: 0 all done; 1 some inputs (images, runs, formats) failed
@@ -133,7 +135,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.exporter import FORMATS, ExportError, export
+    from export.exporter import ExportError, export
 
     formats = list(FORMATS) if args.to == ["all"] else args.to
     try:

@@ -26,7 +26,8 @@ NPU_TARGETS = "qualcomm:SM8350,SM8650"
 def exported(tmp_path_factory):
     """The shipped mobile sf 2 KernelNet exported to every format, TFLite files compiled for
     :data:`NPU_TARGETS` (once per session)."""
-    from export.exporter import FORMATS, export
+    from export.exporter import export
+    from export.formats import FORMATS
     from export.npu import parse_targets
     out = tmp_path_factory.mktemp("export") / "kn_sf2"
     export("kernelnet", "mobile", 2, EXPORT_SIZE, list(FORMATS), out, calibration_n=8,

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from export import tflite_formats
-from export.exporter import FORMATS, ExportError, export
+from export.exporter import ExportError, export
+from export.formats import FORMATS
 from export.manifest import read_manifest, sha256
 from export.gpu import PRECISIONS
 from export.parity import DEFAULT_TOLERANCES, error_grows_at, gpu_row, parse_tolerance, run_parity
@@ -20,8 +21,13 @@ from mobile_kernelnet.models import create_model
 from conftest import EXPORT_SIZE as SIZE
 
 
-def test_cli_lists_the_exporter_formats():
-    assert EXPORT_FORMATS == tuple(FORMATS)
+def test_one_format_table_feeds_export_parity_bench_and_cli():
+    from bench.benchmark import targets_of
+    from export.exporter import BUILDERS
+    from export.parity import FILE_TOLERANCES
+    assert EXPORT_FORMATS == tuple(FORMATS) == tuple(BUILDERS) == tuple(FILE_TOLERANCES)
+    manifest = {"artifacts": {f: {"runtime": FORMATS[f].runtime} for f in FORMATS}}
+    assert {t.format for t in targets_of(None, manifest)} == set(FORMATS) | {"pytorch"}
 
 
 def test_every_format_passes_parity_at_default_tolerances(exported, testset_root_sf2):
