@@ -32,16 +32,16 @@ def summarize(invocations: list[dict]) -> dict:
     since the job started): median, p5 / p95 (medians of the tool's own), the interval,
     the per-invocation medians and, for three or more, the latency over time."""
     medians = [inv["latency_ms_median"] for inv in invocations]
-    pick = lambda key: [inv[key] for inv in invocations if inv.get(key) is not None]  # noqa: E731
+    given = {key: [inv[key] for inv in invocations if inv.get(key) is not None]
+             for key in ("latency_ms_p5", "latency_ms_p95", "latency_ms_avg", "peak_memory_mb")}
     lo, hi = bootstrap_median_ci(medians)
     first = invocations[0]
     out = {**{k: first[k] for k in ("init_ms", "first_inference_ms", "latency_stat", "delegates",
                                      "delegate_coverage", "runs")},
            "latency_ms_median": float(np.median(medians)), "latency_ms_median_ci95": [lo, hi],
-           "latency_ms_p5": float(np.median(pick("latency_ms_p5"))) if pick("latency_ms_p5") else None,
-           "latency_ms_p95": float(np.median(pick("latency_ms_p95"))) if pick("latency_ms_p95") else None,
-           "latency_ms_p90": None, "latency_ms_avg": float(np.mean(pick("latency_ms_avg"))),
-           "peak_memory_mb": max(pick("peak_memory_mb")) if pick("peak_memory_mb") else None,
+           **{key: float(np.median(given[key])) if given[key] else None for key in ("latency_ms_p5", "latency_ms_p95")},
+           "latency_ms_p90": None, "latency_ms_avg": float(np.mean(given["latency_ms_avg"])),
+           "peak_memory_mb": max(given["peak_memory_mb"]) if given["peak_memory_mb"] else None,
            "invocations": len(invocations), "invocation_medians_ms": medians}
     if len(invocations) >= 3:
         out["over_time"] = [{"t_s": round(inv["t_s"], 2), "median_ms": inv["latency_ms_median"]}

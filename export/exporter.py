@@ -106,9 +106,10 @@ class ExportJob:
         """The ``gpu`` and ``npu`` manifest records of the TFLite file ``file``."""
         path = self.work / file
         npu = {}
+        if self.npu:
+            (self.work / "npu").mkdir(exist_ok=True)
         for target in self.npu:
             compiled = f"{Path(file).stem}.{target.vendor}-{target.soc}.tflite"
-            (self.work / "npu").mkdir(exist_ok=True)
             record = compile_for(path, target, self.work / "npu" / compiled,
                                  self.work / "logs" / "npu" / f"{compiled}.log").to_json()
             if record["file"]:

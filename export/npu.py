@@ -156,13 +156,12 @@ def compile_for(path: str | Path, target: NpuTarget, out_file: Path, log_file: P
     if not binary.is_file():
         raise NpuUnavailable(f"LiteRT's AOT compiler is not in this ai-edge-litert install ({binary})")
     lib = qnn_lib_dir()
-    cmd = [str(binary), "--cmd=apply", f"--model={Path(path).resolve()}", f"--o={out_file.resolve()}",
+    partial = out_file.with_name(out_file.name + ".partial")  # renamed to out_file once the compile is good
+    cmd = [str(binary), "--cmd=apply", f"--model={Path(path).resolve()}", f"--o={partial.resolve()}",
            "--soc_manufacturer=Qualcomm", f"--soc_model={target.soc}",
            f"--libs={litert / 'vendors' / 'qualcomm' / 'compiler'}", "--err=-", "--qualcomm_log_level=verbose"]
     env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, (str(lib), os.environ.get("LD_LIBRARY_PATH"))))}
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_file.with_name(out_file.name + ".partial")
-    cmd[3] = f"--o={partial.resolve()}"
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
         text, rc = proc.stdout + proc.stderr, proc.returncode

@@ -1,6 +1,7 @@
 """GPU and NPU placement: LiteRT's GPU accelerator on the repo's software Vulkan device and
 LiteRT's AOT compiler with the QNN host libraries (both set up by `make toolchain`), run
 on the CI exports; the log parsers on real logs (tests/fixtures/accelerators/)."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def test_every_tflite_file_runs_whole_on_the_gpu_accelerator(export_fixture, req
         g = art["gpu"]
         assert g["status"] == "checked", (fmt, g.get("error"))
         assert g["fully_delegated"] and g["ops_gpu"] == g["ops_total"] > 0 and g["refused"] == [], (fmt, g)
-        assert "llvmpipe" in g["device"] or "VK_ICD_FILENAMES" in __import__("os").environ
+        assert "llvmpipe" in g["device"] or "VK_ICD_FILENAMES" in os.environ
         assert g["nonfinite"] == {"fp16": [], "fp32": []}, fmt
         assert g["max_abs_vs_cpu"]["fp16"]["kernel"] < 1e-2, fmt
         if fmt in ("tflite-fp32", "tflite-fp16"):  # the GPU computes int8 files in float; float ones must agree

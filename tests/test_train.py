@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobile_kernelnet.train import TrainConfig, Trainer
+from mobile_kernelnet.train import TrainConfig, Trainer, canonical_command
 
 TINY = dict(sf=2, patch_lr=48, batch=2, pretrain_steps=2, steps=3, pool_size=12, val_size=4,
             val_every=2, ckpt_every=1, log_every=1, bank_size=2, threads=1)
@@ -79,7 +79,6 @@ def test_camera_run_validates_on_both_sets(tmp_path):
 
 def test_canonical_command_round_trips_through_the_cli():
     from mobile_kernelnet.cli import build_parser
-    from mobile_kernelnet.train import canonical_command
 
     cfg = TrainConfig(model="s2k", sf=3, config="mobile", seed=7, steps=123, adv_weight=0.0, texture_prob=0.2,
                       camera=True)
@@ -223,4 +222,4 @@ def test_finetune_starts_from_the_shipped_weights(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert lines[0]["start_weights"]["weights"] == "s2k_mobile_sf2.pt" and len(lines[0]["start_weights"]["sha256"]) == 64
     assert t.validate()["val_l1"] == pytest.approx(lines[1]["validation"]["val_l1"])  # = the shipped weights
-    assert "--finetune" in __import__("mobile_kernelnet.train", fromlist=["x"]).canonical_command(t.cfg).split()
+    assert "--finetune" in canonical_command(t.cfg).split()
