@@ -16,7 +16,7 @@ NPU ?= qualcomm:SM8350,SM8550,SM8650,SM8750
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,scale]'
 	touch $(STAMP)
 
 demo: $(STAMP)

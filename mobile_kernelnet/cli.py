@@ -87,7 +87,7 @@ def kernel_as_text(k: np.ndarray) -> str:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .estimation import estimate_kernel
+    from .estimation import KernelEstimator
     from .evaluate import write_json
     from .kernels import center_of_mass, read_kernel
     from .metrics import kernel_l1
@@ -105,11 +105,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs([f for st in stems for f in kernel_files(args.out, st)] + ([args.json] if args.json else []),
                               args.images)
     output_folder(args.out)
+    estimator = KernelEstimator(args.sf, name, config, args.budget, args.model_file, args.format)
     records, failures = [], 0
     for path, stem in zip(args.images, stems):
         try:
-            est = estimate_kernel(path, sf=args.sf, model=name, config=config, budget=args.budget,
-                                  artifact=args.model_file, artifact_format=args.format)
+            est = estimator(path)
             npy, _ = save_kernel_files(est.kernel, args.out, stem)
         except (ValueError, OSError) as exc:  # BadImageError, ImageReadError, a wrong size or file
             print(f"error: {exc}", file=sys.stderr)
@@ -132,6 +132,51 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         write_json({"schema": "mkn-estimate/1", "records": records}, args.json)
     return EXIT_INPUT_FAILED if failures else EXIT_OK
+
+
+def cmd_estimate_collection(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from export.manifest import sha256
+
+    from .collection import CollectionRun, estimate_collection
+    from .models.registry import parse_model_spec
+
+    name, config = parse_model_spec(args.model)
+    if (args.format is None) != (args.model_file is None):
+        raise ValueError("--format and --model-file go together")
+    run = CollectionRun(args.sf, name, args.config or config, args.budget,
+                        str(args.model_file.resolve()) if args.model_file else None,
+                        sha256(args.model_file) if args.model_file else None, args.format)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        bar = bar or tqdm(total=total, desc=args.out.name, unit="img", mininterval=2, disable=args.quiet)
+        bar.update(done - bar.n)
+
+    try:
+        summary = estimate_collection(args.src, args.out, run, args.address, args.workers, progress=progress)
+    except KeyboardInterrupt:
+        print(f"interrupted; the finished parts of {args.out} are kept (a re-run resumes)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{args.out}: {summary.listed} images, {summary.skipped} done before, {summary.estimated} estimated now "
+          f"({summary.failed} failed: see the error column) on {summary.workers} workers")
+    return EXIT_INPUT_FAILED if summary.failed else EXIT_OK
+
+
+def cmd_pool_build(args: argparse.Namespace) -> int:
+    from .pool_build import build_pool
+
+    r = build_pool(args.estimates, args.out, args.filter)
+    shares = ", ".join(f"{name} {share:.0%}" for name, share in r.family_like.items())
+    print(f"{args.out}: {r.kernels} sf{r.sf} kernels of {r.rows} rows ({r.failed} failed, {r.filtered_out} "
+          f"filtered out); mean width {r.mean_width:.2f} px, median anisotropy {r.median_anisotropy:.2f}; "
+          f"{shares}; report {args.out.with_suffix('.json')}, grid {args.out.with_suffix('.png')}")
+    return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -505,6 +550,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", type=Path, help="also write one record per image (kernel file, window used, errors)")
     e.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
     e.set_defaults(func=cmd_estimate)
+
+    ec = sub.add_parser("estimate-collection", help="estimate kernels over a photo collection on Ray (Parquet out)")
+    ec.add_argument("src", help="a folder, a glob, a list file (.txt/.lst, one path or URI per line), or a URI "
+                                "folder (any scheme pyarrow.fs reads: s3://, gs://, ...)")
+    ec.add_argument("--sf", type=int, choices=(2, 3, 4), required=True, help="scale factor")
+    ec.add_argument("--model", default="kernelnet", help="registered model name, optionally name:config")
+    ec.add_argument("--config", default=None, help="model config (default: the model's first)")
+    ec.add_argument("--format", choices=EXPORT_FORMATS, help="run an exported file (needs --model-file)")
+    ec.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
+    ec.add_argument("--budget", type=positive_int, help="LR window side (default: 256 / 168 / 128 at sf 2 / 3 / 4)")
+    ec.add_argument("--out", type=Path, required=True,
+                    help="output Parquet dataset (a folder); a re-run with the same settings resumes it")
+    ec.add_argument("--address", help="join this Ray cluster (default: start a local Ray with this machine's cores)")
+    ec.add_argument("--workers", type=positive_int, help="estimator actors (default: the cluster's CPUs)")
+    ec.add_argument("--quiet", action="store_true", help="no progress bar")
+    ec.set_defaults(func=cmd_estimate_collection)
+
+    po = sub.add_parser("pool", help="kernel pools for training")
+    psub = po.add_subparsers(dest="pool_command", required=True)
+    pb = psub.add_parser("build", help="a training pool from `mkn estimate-collection` output (+ report, PNG)")
+    pb.add_argument("estimates", type=Path, help="an estimate-collection output folder")
+    pb.add_argument("--filter", help="keep rows matching this pandas query, e.g. \"iso < 800\"")
+    pb.add_argument("--out", type=Path, required=True, help="pool file (.npz); report .json and grid .png beside it")
+    pb.set_defaults(func=cmd_pool_build)
 
     x = sub.add_parser("export", help="export an estimator to ONNX / TFLite formats (+ manifest.json)")
     x.add_argument("--model", default="kernelnet")

@@ -60,41 +60,60 @@ def _luma(image: np.ndarray | str | Path) -> tuple[np.ndarray, str]:
     return to_float(image, "image"), "image"
 
 
+class KernelEstimator:
+    """One estimator, loaded once and applied to many images (a Ray actor holds one).
+
+    ``model`` / ``config``: a registered PyTorch model; or ``artifact``, a file written by
+    `mkn export` (its manifest beside it), run in its runtime (``artifact_format``, if
+    given, must be the format its manifest records for it). ``budget``: the LR window
+    side (default :data:`budget.BUDGETS` ``[sf]``; an artifact uses its own input size,
+    the window reflect-padded to it). Raises ValueError for an artifact of another sf or
+    format, FileNotFoundError for a missing one.
+    """
+
+    def __init__(self, sf: int = 2, model: str = "kernelnet", config: str | None = None,
+                 budget: int | None = None, artifact: str | Path | None = None,
+                 artifact_format: str | None = None, threads: int | None = None):
+        self.sf = sf
+        if artifact is None:
+            self.size, self.net, self.source = budget_for(sf, budget), _model(model, sf, config), model
+            return
+        from export.manifest import find_artifact
+        from export.runtimes import open_runner
+
+        artifact = Path(artifact)
+        manifest, fmt = find_artifact(artifact)
+        if artifact_format is not None and artifact_format != fmt:
+            raise ValueError(f"{artifact} is the {fmt} artifact of its export, not {artifact_format}")
+        if manifest["sf"] != sf:
+            raise ValueError(f"{artifact} was exported for sf {manifest['sf']}, not {sf}")
+        self.size, self.net = manifest["input_size"], None
+        self.runner = open_runner(artifact.parent, manifest, fmt, threads)
+        self.source = f"{artifact.name} ({fmt})"
+
+    def __call__(self, image: np.ndarray | str | Path) -> Estimate:
+        """Blur kernel of one LR image: a path, or an ``(H, W)`` luma array, uint8
+        (0..255), uint16 (0..65535) or float in [0, 1] (anything else is refused, see
+        :func:`color.to_float`). Raises :class:`BadImageError` /
+        :class:`imio.ImageReadError` / :class:`color.ValueRangeError` on bad input."""
+        img, source = _luma(image)
+        check_image(img, self.sf, source)
+        if self.net is not None:
+            window = select_window(img, self.size)
+            with torch.inference_mode():
+                k = self.net(torch.from_numpy(apply_window(img, window))[None, None])[0, 0].numpy()
+            return Estimate(k.astype(np.float32), window, self.source)
+        lr, window = budget_input(img, self.size)
+        k = self.runner(lr[None, None])["kernel"][0, 0]
+        return Estimate(np.asarray(k, np.float32), window, self.source)
+
+
 def estimate_kernel(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelnet",
                     config: str | None = None, budget: int | None = None,
                     artifact: str | Path | None = None, artifact_format: str | None = None) -> Estimate:
-    """Blur kernel of one LR image, by a registered PyTorch model or an exported file.
-
-    ``image``: a path, or an ``(H, W)`` luma array: uint8 (0..255), uint16 (0..65535) or
-    float in [0, 1] (anything else is refused, see :func:`color.to_float`). The estimator
-    sees the window :func:`budget.select_window` picks (side ``budget``, default
-    :data:`budget.BUDGETS` ``[sf]``; an exported file's own input size, the window padded
-    to it). ``artifact``: a file written by `mkn export` (its manifest beside it), run
-    in its runtime instead of ``model`` (``artifact_format``, if given, must be the format
-    its manifest records for it). Raises :class:`BadImageError` /
-    :class:`imio.ImageReadError` / :class:`color.ValueRangeError` on bad input, ValueError
-    for an artifact of another sf.
-    """
-    img, source = _luma(image)
-    check_image(img, sf, source)
-    if artifact is None:
-        window = select_window(img, budget_for(sf, budget))
-        net = _model(model, sf, config)
-        with torch.inference_mode():
-            k = net(torch.from_numpy(apply_window(img, window))[None, None])[0, 0].numpy()
-        return Estimate(k.astype(np.float32), window, model)
-    from export.manifest import find_artifact
-    from export.runtimes import open_runner
-
-    artifact = Path(artifact)
-    manifest, fmt = find_artifact(artifact)
-    if artifact_format is not None and artifact_format != fmt:
-        raise ValueError(f"{artifact} is the {fmt} artifact of its export, not {artifact_format}")
-    if manifest["sf"] != sf:
-        raise ValueError(f"{artifact} was exported for sf {manifest['sf']}, not {sf}")
-    lr, window = budget_input(img, manifest["input_size"])
-    k = open_runner(artifact.parent, manifest, fmt)(lr[None, None])["kernel"][0, 0]
-    return Estimate(np.asarray(k, np.float32), window, f"{artifact.name} ({fmt})")
+    """Blur kernel of one LR image: :class:`KernelEstimator` ``(sf, model, config, budget,
+    artifact, artifact_format)(image)`` (PyTorch models are loaded once per process)."""
+    return KernelEstimator(sf, model, config, budget, artifact, artifact_format)(image)
 
 
 def estimate(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelnet",

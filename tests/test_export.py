@@ -145,7 +145,7 @@ def test_estimate_runs_an_exported_file(exported, testset_root_sf2, tmp_path, ca
     assert torch_k.window == file_k.window and torch_k.window.how == "edge-energy crop"
     assert np.abs(torch_k.kernel - file_k.kernel).max() < 1e-4
     assert main(["estimate", str(png), "--sf", "2", "--format", "tflite-fp32", "--model-file", str(art),
-                 "--out", str(tmp_path)]) == 1
+                 "--out", str(tmp_path)]) == 2  # a wrong model file is a usage error, refused before any image
     assert "is the tflite-fp16 artifact" in capsys.readouterr().err
 
 
