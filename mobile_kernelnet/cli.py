@@ -487,8 +487,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(model=args.model, sf=args.sf, config=args.config, **overrides)
     out = args.out or Path("runs") / f"{cfg.shipped_name}_{args.config}_sf{args.sf}"
     val = train(cfg, out, resume=args.resume, ship=args.ship)
-    print(f"{out}: validation kernel L1 {val.get('val_l1', float('nan')):.4f}")
-    return 0
+    if val:  # rank 0 (the only one, outside torchrun)
+        print(f"{out}: validation kernel L1 {val['val_l1']:.4f}")
+    return EXIT_OK
 
 
 def cmd_placement(args: argparse.Namespace) -> int:
@@ -746,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     r.add_argument("--ship", action="store_true", help="copy the best weights, log and command into the package")
     for name in ("seed", "pretrain-steps", "steps", "refine-steps", "refine-cache", "refine-batch", "batch",
-                 "patch-lr", "threads"):  # + the floats = CLI_OPTIONS
+                 "patch-lr", "threads"):  # + the options below = CLI_OPTIONS
         r.add_argument(f"--{name}", type=int, default=None)
     r.add_argument("--adv-weight", type=float, default=None,
                    help="S2K: weight of the adversarial shape loss (default 1; 0 = no discriminator)")
@@ -767,6 +768,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--finetune", action="store_true", default=None,
                    help="start from the shipped weights this run would replace (fresh optimiser)")
     r.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default 1e-3, cosine-decayed)")
+    r.add_argument("--pool", help="train on this kernel pool (`mkn pool build`; a fifth held out validates) "
+                                  "instead of the procedural families")
+    r.add_argument("--val-size", type=positive_int, default=None, help="validation pairs (default 96)")
+    r.add_argument("--bank-size", type=positive_int, default=None,
+                   help="natural images held in memory for HR patches (default 48)")
+    r.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="cuda: train on this process's GPU (under torchrun: LOCAL_RANK's)")
     r.set_defaults(func=cmd_train)
     return p
 

@@ -33,7 +33,13 @@ kernels self-convolved); HR patches from :class:`data.HRPatchSampler` (half natu
 half dead leaves, of which ``--texture-prob`` goes to procedural textures); LR images
 made on the fly with :func:`degrade.degrade_torch`, white noise U(0, ``noise_max``)
 and 8-bit quantisation. Validation uses a fixed set drawn from the same training
-sources with seed ``seed + 1`` (never the test set).
+sources with seed ``seed + 1`` (never the test set). ``--pool FILE`` (`mkn pool build`)
+replaces the procedural kernels: a seeded fifth of the file's kernels (at most
+``val_size``) validates, the rest trains (with ``--finetune``: a camera's own kernels).
+
+Under ``torchrun --nproc-per-node N`` the run is DistributedDataParallel (:mod:`distributed`):
+each rank trains on its own pairs, rank 0 validates, logs and checkpoints, and the last
+log record holds every rank's weight digest (the run fails if they differ).
 
 Everything is seeded. A checkpoint (networks, optimisers, stage, step, RNG states) is
 written atomically every ``ckpt_every`` steps; ``--resume`` continues from it exactly.
@@ -56,6 +62,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import distributed
 from .camera import TRAINING_RANGES, camera_mix
 from .data import HRPatchSampler, training_batch
 from .degrade import decimate, degrade_torch, quantize_8bit
@@ -92,6 +99,7 @@ class TrainConfig:
     camera: bool = False        # camera degradation (camera.TRAINING_RANGES) for training and validation
     camera_clean_prob: float = TRAINING_RANGES.clean_prob  # camera run: share of lab-degraded training pairs
     finetune: bool = False      # start from the shipped weights of this name/config/sf (fresh optimiser)
+    pool: str | None = None     # a kernel pool file (`mkn pool build`) instead of the procedural families
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -100,6 +108,7 @@ class TrainConfig:
     log_every: int = 25
     bank_size: int = 48
     threads: int = 2
+    device: str = "cpu"         # "cuda": this rank's GPU (torchrun's LOCAL_RANK)
 
     def __post_init__(self) -> None:
         if self.refine_steps and self.model != "kernelnet":
@@ -130,7 +139,17 @@ def _cosine(base: float, frac: float) -> float:
 
 
 class Recipe:
-    """What every recipe shares: each stage trains on fresh pairs from ``draw``."""
+    """What every recipe shares: each stage trains on fresh pairs from ``draw``; a module a
+    stage trains is called through :meth:`par` (DDP under torchrun, itself otherwise)."""
+
+    ranks = distributed.Ranks()
+
+    def par(self, module: nn.Module) -> nn.Module:
+        """``module`` as this run trains it (:func:`distributed.parallel`, made once per module)."""
+        cache = self.__dict__.setdefault("_parallel", {})
+        if id(module) not in cache:
+            cache[id(module)] = distributed.parallel(module, self.ranks)
+        return cache[id(module)]
 
     def begin_stage(self, stage: str, step: int, draw, out: Path) -> None:
         """Called when ``stage`` starts or resumes at ``step`` (``draw()`` gives fresh pairs)."""
@@ -154,6 +173,7 @@ class KernelNetRecipe(Recipe):
         if cfg.grad_arch is not None:
             mcfg = replace(mcfg, grad_arch=cfg.grad_arch)
         self.model = kn.KernelNet(cfg.sf, mcfg)
+        self.stages_of = distributed.StagesOf(self.model)
         self.nets = {"model": self.model}
         self.stages = ("pretrain", "e2e") + (("refine",) if cfg.refine_steps else ())
         self.cache: dict[str, torch.Tensor] = {}
@@ -170,16 +190,17 @@ class KernelNetRecipe(Recipe):
         frozen front end at the stage's first step, or reload it when resuming."""
         if stage != "refine":
             return
-        path = out / "refine_cache.pt"
-        if step and not path.exists():
+        path = out / ("refine_cache.pt" if self.ranks.main else f"refine_cache.rank{self.ranks.rank}.pt")
+        if step and self.ranks.main and not path.exists():
             raise FileNotFoundError(f"{path} is missing; the refine stage cannot resume without it")
         if path.exists():
-            self.cache = torch.load(path, weights_only=True)
+            self.cache = torch.load(path, weights_only=True, map_location=next(self.model.parameters()).device)
             return
         coarse, kernels = [], []
         self.model.eval()
         with torch.no_grad():
-            for _ in tqdm(range(-(-self.cfg.refine_cache // self.cfg.batch)), desc="refine cache", mininterval=5):
+            for _ in tqdm(range(-(-self.cfg.refine_cache // self.cfg.batch)), desc="refine cache", mininterval=5,
+                          disable=not self.ranks.main):
                 lr_img, _, k_gt = draw()
                 coarse.append(self.model.stages(lr_img)["k_coarse"])
                 kernels.append(k_gt)
@@ -196,14 +217,14 @@ class KernelNetRecipe(Recipe):
 
     def train_step(self, stage: str, opts: dict, lr_img, hr, k_gt) -> dict[str, float]:
         if stage == "refine":  # lr_img holds cached FFT-2 outputs
-            loss = _kernel_l1(self.model.refine(lr_img), k_gt).mean()
+            loss = _kernel_l1(self.par(self.model.refine)(lr_img), k_gt).mean()
             parts = {"kernel_l1": loss.item()}
         elif stage == "pretrain":
-            pred = self.model.gradient(kn.image_gradients(lr_img))
+            pred = self.par(self.model.gradient)(kn.image_gradients(lr_img))
             loss = (pred - _grad_target(hr, self.cfg.sf)).abs().mean()
             parts = {"grad_l1": loss.item()}
         else:
-            out = self.model.stages(lr_img)
+            out = self.par(self.stages_of)(lr_img)
             l1 = _kernel_l1(out["kernel"], k_gt).mean()
             coarse = _kernel_l1(out["k_coarse"], k_gt).mean()
             loss = l1 + 0.5 * coarse
@@ -226,6 +247,7 @@ class S2KRecipe(Recipe):
         self.cfg = cfg
         mcfg = s2k.CONFIGS[cfg.config]
         self.model = s2k.S2K(cfg.sf, mcfg)
+        self.stages_of = distributed.StagesOf(self.model)
         self.nets = {"model": self.model}
         if cfg.adv_weight > 0:
             self.disc = s2k.PatchDiscriminator(mcfg.disc_channels)
@@ -239,7 +261,7 @@ class S2KRecipe(Recipe):
                 for name, net in self.nets.items()}
 
     def train_step(self, stage: str, opts: dict, lr_img, hr, k_gt) -> dict[str, float]:
-        out = self.model.stages(lr_img)
+        out = self.par(self.stages_of)(lr_img)
         k, spec = out["kernel"], out["spectrum"]
         l1 = (k[:, 0] - k_gt).abs().mean()
         loss = self.L1_WEIGHT * l1 + self.TV_WEIGHT * s2k.total_variation(k) / k.shape[-1] ** 2
@@ -247,13 +269,14 @@ class S2KRecipe(Recipe):
             loss = loss + self.cfg.live_head_weight * torch.relu(-out["kernel_map"] - 1).mean()
         parts = {"kernel_l1": _kernel_l1(k, k_gt).mean().item()}
         if "disc" in self.nets:
-            adv = ((self.disc(spec, k) - 1) ** 2).mean()
+            adv = ((self.disc(spec, k) - 1) ** 2).mean()  # the discriminator's grads from this are dropped
             loss = loss + self.cfg.adv_weight * adv
             parts["adv"] = adv.item()
         _descend(loss, opts["model"], self.model)
         if "disc" in self.nets:
             spec, k = spec.detach(), k.detach()
-            d_loss = 0.5 * (((self.disc(spec, k_gt[:, None]) - 1) ** 2).mean() + (self.disc(spec, k) ** 2).mean())
+            disc = self.par(self.disc)
+            d_loss = 0.5 * (((disc(spec, k_gt[:, None]) - 1) ** 2).mean() + (disc(spec, k) ** 2).mean())
             _descend(d_loss, opts["disc"], self.disc)
             parts["d_loss"] = d_loss.item()
         return parts
@@ -275,22 +298,29 @@ def _descend(loss: torch.Tensor, opt: torch.optim.Optimizer, net: nn.Module) -> 
 class Trainer:
     """One run in ``out``: build the recipe, (resume,) train every stage, validate, log."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, resume: bool = False):
+    def __init__(self, cfg: TrainConfig, out: Path, resume: bool = False,
+                 ranks: distributed.Ranks = distributed.Ranks(), device: torch.device = torch.device("cpu")):
         if cfg.model not in RECIPES:
             raise ValueError(f"no training recipe for {cfg.model!r}; choose from {sorted(RECIPES)}")
-        self.cfg, self.out = cfg, Path(out)
+        self.cfg, self.out, self.ranks, self.device = cfg, Path(out), ranks, device
         if not resume and (self.out / "log.jsonl").exists():
             raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it")
+        distributed.barrier(ranks)  # every rank has looked before rank 0 writes
         self.out.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.recipe = RECIPES[cfg.model](cfg)
+        self.recipe.ranks = ranks
         self.model = self.recipe.model
-        self.pool = self._training_pool()
+        for net in self.recipe.nets.values():
+            net.to(device)
+        self.pool, self.val_pool, self.pool_sha256 = self._pools()
         self.sampler = HRPatchSampler(cfg.sf * cfg.patch_lr, self.rng, dead_leaves_prob=0.5 - cfg.texture_prob,
                                       bank_size=cfg.bank_size, texture_prob=cfg.texture_prob)
         self.val, self.val_clean = self._validation_sets()
+        if not ranks.main:  # rank 0 draws what a one-process run draws; the others their own pairs
+            self._reseed(0)
         self.stage, self.step = self.recipe.stages[0], 0
         self.best_val = math.inf
         self.opts = self.recipe.optimizers(self.stage)
@@ -301,8 +331,15 @@ class Trainer:
             start = self._load_shipped() if cfg.finetune else None
             self._log({"stage": "setup", "train_config": asdict(cfg), "pool_families":
                        {f: int(n) for f, n in zip(*np.unique(self.pool.families, return_counts=True))},
+                       "pool_sha256": self.pool_sha256, "world_size": ranks.world_size,
                        "natural_sources": self.sampler.natural_sources, "start_weights": start})
-            self._log({"stage": "shipped-baseline", "validation": self.shipped_baseline()})
+            if ranks.main:
+                self._log({"stage": "shipped-baseline", "validation": self.shipped_baseline()})
+
+    def _reseed(self, step: int) -> None:
+        """Rank ``r > 0``: its own data and torch streams, from ``(seed, r, step)``."""
+        self.rng.bit_generator.state = np.random.default_rng([self.cfg.seed, self.ranks.rank, step]).bit_generator.state
+        torch.manual_seed(self.cfg.seed + 1_000_003 * self.ranks.rank + step)
 
     def _load_shipped(self) -> dict:
         """Load the shipped weights this run would replace into the model (``finetune``)."""
@@ -310,19 +347,38 @@ class Trainer:
         path = weights_path(self.cfg.shipped_name, self.cfg.config, self.cfg.sf)
         if not path.exists():
             raise FileNotFoundError(f"--finetune: no shipped weights at {path}")
-        self.model.load_state_dict(create_model(self.cfg.shipped_name, self.cfg.sf, self.cfg.config).state_dict())
+        shipped = create_model(self.cfg.shipped_name, self.cfg.sf, self.cfg.config)
+        ours, theirs = asdict(self.model.config), asdict(shipped.config)
+        if ours != theirs:
+            diff = ", ".join(f"{k} {theirs[k]!r} (this run {ours[k]!r})" for k in ours if ours[k] != theirs[k])
+            raise ValueError(f"--finetune: the shipped {path.name} is built with {diff}; pass the same options")
+        self.model.load_state_dict(shipped.state_dict())
         return {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     # -- data -------------------------------------------------------------------
-    def _training_pool(self) -> KernelPool:
-        """All three families, equal weights; at sf 3/4 ``extension_fraction`` of the pool is
-        KernelNet's §3.4 extension (self-convolved sf 2 kernels)."""
+    def _pools(self) -> tuple[KernelPool, KernelPool | None, str | None]:
+        """``(training pool, validation kernels, pool file sha256)``. Procedural (no ``pool``
+        file): all three families, equal weights; at sf 3/4 ``extension_fraction`` of the
+        pool is KernelNet's §3.4 extension (self-convolved sf 2 kernels); validation draws
+        its own kernels (``None``). A ``pool`` file: a seeded split, ``min(val_size, N / 5)``
+        kernels held out for validation and the rest trained on."""
         cfg = self.cfg
+        if cfg.pool:
+            pool, digest = KernelPool.load(cfg.pool), hashlib.sha256(Path(cfg.pool).read_bytes()).hexdigest()
+            if pool.sf != cfg.sf:
+                raise ValueError(f"--pool {cfg.pool}: a pool of sf {pool.sf} kernels, not {cfg.sf}")
+            n_val = min(cfg.val_size, len(pool) // 5)
+            if n_val < 1:
+                raise ValueError(f"--pool {cfg.pool}: {len(pool)} kernels; at least 5 are needed (1 in 5 validates)")
+            order = np.random.default_rng(cfg.seed).permutation(len(pool))
+            part = lambda idx: KernelPool(pool.sf, pool.kernels[idx], pool.families[idx])  # noqa: E731
+            return part(order[n_val:]), part(order[:n_val]), digest
         n_ext = int(cfg.pool_size * cfg.extension_fraction) if cfg.sf != 2 else 0
         pool = KernelPool.generate(cfg.sf, cfg.pool_size - n_ext, self.rng)
-        if not n_ext:
-            return pool
-        return KernelPool.concat([pool, KernelPool.extended_from_sf2(KernelPool.generate(2, n_ext, self.rng), cfg.sf)])
+        if n_ext:
+            pool = KernelPool.concat([pool, KernelPool.extended_from_sf2(KernelPool.generate(2, n_ext, self.rng),
+                                                                          cfg.sf)])
+        return pool, None, None
 
     def _validation_sets(self) -> tuple[tuple, tuple | None]:
         """``(val, val_clean)``: ``val_size`` fixed pairs ``(lr, hr, k, families)`` from the
@@ -330,20 +386,24 @@ class Trainer:
         run, the camera mix of :data:`camera.TRAINING_RANGES`, and then ``val_clean`` holds
         the same pairs with the lab degradation (else ``None``)."""
         rng = np.random.default_rng(self.cfg.seed + 1)
-        pool = KernelPool.generate(self.cfg.sf, self.cfg.val_size, rng)
-        hr = HRPatchSampler(self.cfg.sf * self.cfg.patch_lr, rng, bank_size=8).batch(self.cfg.val_size)
+        pool = self.val_pool or KernelPool.generate(self.cfg.sf, self.cfg.val_size, rng)
+        hr = HRPatchSampler(self.cfg.sf * self.cfg.patch_lr, rng, bank_size=8).batch(len(pool))
         k = torch.from_numpy(pool.kernels)
         clean = degrade_torch(hr, k, self.cfg.sf)
         lab = (quantize_8bit(clean), hr, k, pool.families)
-        if not self.cfg.camera:
-            return lab, None
-        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
-        return (camera_mix(clean, lab[0], TRAINING_RANGES, rng, gen), hr, k, pool.families), lab
+        if self.cfg.camera:
+            gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+            val, val_clean = (camera_mix(clean, lab[0], TRAINING_RANGES, rng, gen), hr, k, pool.families), lab
+        else:
+            val, val_clean = lab, None
+        on_device = lambda v: v and (*(t.to(self.device) for t in v[:3]), v[3])  # noqa: E731
+        return on_device(val), on_device(val_clean)
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``batch`` fresh training pairs (see :func:`data.training_batch`)."""
         ranges = replace(TRAINING_RANGES, clean_prob=self.cfg.camera_clean_prob) if self.cfg.camera else None
-        return training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max, ranges)
+        batch = training_batch(self.sampler, self.pool, self.cfg.batch, self.cfg.noise_max, ranges)
+        return tuple(t.to(self.device) for t in batch)
 
     # -- validation, logging, checkpoints ---------------------------------------
     @torch.no_grad()
@@ -357,7 +417,8 @@ class Trainer:
         model.eval()
         vals = self._scores(self.val, model)
         res = {f"val_{name}": float(v.mean()) for name, v in vals.items()}
-        res.update({f"val_l1_{f}": float(vals["l1"][self.val[3] == f].mean()) for f in FAMILIES})
+        families = FAMILIES if self.val_pool is None else sorted(set(self.val[3]))
+        res.update({f"val_l1_{f}": float(vals["l1"][self.val[3] == f].mean()) for f in families})
         if self.val_clean is not None:
             res["val_clean_l1"] = float(self._scores(self.val_clean, model)["l1"].mean())
         model.train(was_training)
@@ -382,33 +443,49 @@ class Trainer:
                      **self.recipe.val_extras(out, k[i:i + 32], hr[i:i + 32])}
             for name, v in batch.items():
                 cols.setdefault(name, []).append(v)
-        return {name: torch.cat(v).numpy() for name, v in cols.items()}
+        return {name: torch.cat(v).cpu().numpy() for name, v in cols.items()}
 
     def _log(self, record: dict) -> None:
+        """Append ``record`` to ``OUT/log.jsonl`` (rank 0; the other ranks log nothing)."""
+        if not self.ranks.main:
+            return
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def _save(self) -> None:
+        if not self.ranks.main:
+            return
         state = {"nets": {n: net.state_dict() for n, net in self.recipe.nets.items()},
                  "opts": {n: o.state_dict() for n, o in self.opts.items()}, "stage": self.stage,
                  "step": self.step, "best_val": self.best_val, "np_rng": self.rng.bit_generator.state,
-                 "torch_rng": torch.get_rng_state(), "train_config": asdict(self.cfg)}
+                 "torch_rng": torch.get_rng_state(), "train_config": asdict(self.cfg),
+                 "world_size": self.ranks.world_size, "pool_sha256": self.pool_sha256}
         with atomic_output(self.out / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
 
     def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        """Continue from a checkpoint. Rank 0 takes up the saved random streams (a one-process
+        run resumes exactly); the other ranks reseed (:meth:`_reseed`), so a run may resume
+        with another number of processes."""
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("pool_sha256") != self.pool_sha256:
+            raise ValueError(f"{path}: the checkpoint was trained on another kernel pool than --pool {self.cfg.pool}")
         for name, net in self.recipe.nets.items():
             net.load_state_dict(state["nets"][name])
         self.stage, self.step, self.best_val = state["stage"], state["step"], state["best_val"]
         self.opts = self.recipe.optimizers(self.stage)
         for name, opt in self.opts.items():
             opt.load_state_dict(state["opts"][name])
-        self.rng.bit_generator.state = state["np_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        if self.ranks.main:
+            self.rng.bit_generator.state = state["np_rng"]
+            torch.set_rng_state(state["torch_rng"].cpu())
+        else:
+            self._reseed(self.step)
+        self._log({"stage": "resume", "from_stage": self.stage, "step": self.step,
+                   "world_size": self.ranks.world_size, "checkpoint_world_size": state.get("world_size", 1)})
 
     def _save_best(self, val: dict) -> None:
-        if self.stage == self.recipe.stages[-1] and val["val_l1"] < self.best_val:
+        if self.ranks.main and self.stage == self.recipe.stages[-1] and val["val_l1"] < self.best_val:
             self.best_val = val["val_l1"]
             with atomic_output(self.out / "best.pt") as tmp:
                 torch.save({"model": self.model.state_dict(), "val": val, "step": self.step}, tmp)
@@ -427,7 +504,7 @@ class Trainer:
             self.recipe.begin_stage(stage, self.step, self._draw, self.out)
             t0 = time.time()
             bar = tqdm(total=total, initial=self.step, desc=f"{self.cfg.model} sf{self.cfg.sf} {stage}",
-                       dynamic_ncols=True, mininterval=5)
+                       dynamic_ncols=True, mininterval=5, disable=not self.ranks.main)
             while self.step < total:
                 for opt in self.opts.values():
                     for g in opt.param_groups:
@@ -440,17 +517,21 @@ class Trainer:
                     self._log({"stage": stage, "step": self.step, **parts,
                                "lr": _cosine(self.cfg.lr, self.step / total), "sec": round(time.time() - t0, 1)})
                     bar.set_postfix(parts)
-                if self.step % self.cfg.val_every == 0 or self.step == total:
+                if self.ranks.main and (self.step % self.cfg.val_every == 0 or self.step == total):
                     val = self.validate()
                     self._log({"stage": stage, "step": self.step, **val})
                     self._save_best(val)
                 if self.step % self.cfg.ckpt_every == 0 or self.step == total:
                     self._save()
             bar.close()
-        if not val:  # resumed after the end: nothing left to train
+        digests = distributed.digests_of_all_ranks(self.model, self.ranks)
+        if len(set(digests)) > 1:
+            raise RuntimeError(f"the ranks' weights differ after training: {digests}")
+        if not val and self.ranks.main:  # resumed after the end: nothing left to train
             val = self.validate()
-        else:
-            self._log({"stage": "done", "best_val_l1": self.best_val})
+        elif self.ranks.main:
+            self._log({"stage": "done", "best_val_l1": self.best_val, "world_size": self.ranks.world_size,
+                       "weights_sha256_per_rank": digests})
         return val
 
     def ship(self) -> Path:
@@ -477,7 +558,8 @@ class Trainer:
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
-               "refine_arch", "grad_arch", "camera", "camera_clean_prob", "finetune", "lr")
+               "refine_arch", "grad_arch", "camera", "camera_clean_prob", "finetune", "lr", "pool", "val_size",
+               "bank_size", "device")
 
 
 def canonical_command(cfg: TrainConfig) -> str:
@@ -499,9 +581,15 @@ def _git_commit() -> str | None:
 
 
 def train(cfg: TrainConfig, out: Path, resume: bool, ship: bool) -> dict:
-    """Run (or resume) a training and optionally ship its weights."""
-    trainer = Trainer(cfg, out, resume)
-    val = trainer.run()
-    if ship:
-        print(f"shipped {trainer.ship()}")
-    return val
+    """Run (or resume) a training and optionally ship its weights: one process, or one rank
+    of a torchrun launch (:mod:`distributed`; rank 0 ships). Returns rank 0's last
+    validation record (``{}`` on the other ranks)."""
+    ranks, device = distributed.start(cfg.device)
+    try:
+        trainer = Trainer(cfg, out, resume, ranks, device)
+        val = trainer.run()
+        if ship and ranks.main:
+            print(f"shipped {trainer.ship()}")
+        return val
+    finally:
+        distributed.stop()
