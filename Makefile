@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TOOLCHAIN := .toolchain/vulkan/env.sh .toolchain/qnn/lib/libQnnHtp.so .toolchain/adb/adb
 NPU ?= qualcomm:SM8350,SM8550,SM8650,SM8750
 
-.PHONY: demo test toolchain eval eval-sr tune-sr tune-sr-camera error-budget testsets weights latency exports bench android-example clean
+.PHONY: demo test toolchain eval eval-sr tune-sr tune-sr-camera error-budget testsets weights latency exports bench android-example pool-example clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -94,6 +94,11 @@ bench: testsets
 android-example: $(STAMP) .toolchain/adb/adb
 	test -f exports/kernelnet_mobile_sf2/manifest.json || $(MAKE) exports
 	$(BIN)/python tests/fake_android/make_example.py exports/kernelnet_mobile_sf2 results/android_example.json
+
+# A camera's own kernel pool end to end (tools/pool_example.py): photos of a made-up camera,
+# estimate-collection on a local Ray, pool build, fine-tunes, scores against the true kernels.
+pool-example: $(STAMP)
+	$(BIN)/python tools/pool_example.py --json results/pool_example.json
 
 clean:
 	rm -rf $(VENV) out testsets exports .toolchain

@@ -33,6 +33,20 @@ class FleetReport:
         return all("error" not in d for d in self.devices.values()) and all(
             r["status"] != "not run" for r in self.records())
 
+    def document(self, export_dir: str, complete: bool) -> dict:
+        """The ``--json`` document (:data:`bench.benchmark.SCHEMA`): devices, records, and
+        ``device`` too when there is one phone."""
+        from bench.benchmark import SCHEMA
+
+        one = next(iter(self.devices.values())) if len(self.devices) == 1 else None
+        return {"schema": SCHEMA, "export": export_dir, "complete": complete, "devices": self.devices,
+                **({"device": one} if one else {}), "records": self.records()}
+
+    def machine(self) -> dict:
+        """The report header's machine facts: phone models / SoCs and core counts."""
+        return {"cpu": ", ".join(f"{d.get('model')} / {d.get('soc')}" for d in self.devices.values()),
+                "cores": "/".join(str(d.get("cpu_count")) for d in self.devices.values())}
+
 
 def ready_serials(adb: Adb, serials: list[str] | None, all_devices: bool) -> list[str]:
     """The phones to run on: ``serials`` as given, every attached one in state ``device``

@@ -93,16 +93,17 @@ def plot(records: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
-def write_reports(records: list[dict], machine: dict, json_path: Path) -> str:
-    """Write the Markdown table and the PNG plot beside ``json_path`` (atomically); returns
-    the terminal table and a line naming the files."""
+def write_reports(records: list[dict], machine: dict, json_path: Path, with_plot: bool = True) -> str:
+    """Write the Markdown table (and with ``with_plot`` the PNG plot) beside ``json_path``
+    (atomically); returns the terminal table and a line naming the files."""
     from mobile_kernelnet.imio import atomic_output
 
     md, png = json_path.with_suffix(".md"), json_path.with_suffix(".png")
     with atomic_output(md) as tmp:
         tmp.write_text(markdown(records, machine))
-    plot(records, png)
-    return f"{table(records)}\nwrote {json_path}, {md}, {png}"
+    if with_plot:
+        plot(records, png)
+    return f"{table(records)}\nwrote {', '.join(map(str, [json_path, md] + [png] * with_plot))}"
 
 
 def placement_markdown(manifests: list[dict]) -> str:

@@ -87,15 +87,13 @@ def kernel_as_text(k: np.ndarray) -> str:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .estimation import KernelEstimator
+    from .estimation import KernelEstimator, estimate_to_files
     from .evaluate import write_json
-    from .kernels import center_of_mass, read_kernel
-    from .metrics import kernel_l1
+    from .kernels import read_kernel
     from .models.registry import model_entry, parse_model_spec
-    from .outputs import kernel_files, output_folder, refuse_overwriting_inputs, save_kernel_files, unique_stems
+    from .outputs import kernel_files, output_folder, refuse_overwriting_inputs, unique_stems
 
     name, config = parse_model_spec(args.model)
-    config = args.config or config
     if (args.format is None) != (args.model_file is None):
         raise ValueError("--format and --model-file go together")
     if not args.format:
@@ -105,33 +103,27 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs([f for st in stems for f in kernel_files(args.out, st)] + ([args.json] if args.json else []),
                               args.images)
     output_folder(args.out)
-    estimator = KernelEstimator(args.sf, name, config, args.budget, args.model_file, args.format)
+    estimator = KernelEstimator(args.sf, name, args.config or config, args.budget, args.model_file, args.format)
     records, failures = [], 0
     for path, stem in zip(args.images, stems):
-        try:
-            est = estimator(path)
-            npy, _ = save_kernel_files(est.kernel, args.out, stem)
-        except (ValueError, OSError) as exc:  # BadImageError, ImageReadError, a wrong size or file
-            print(f"error: {exc}", file=sys.stderr)
-            records.append({"image": str(path), "error": str(exc)})
-            failures += 1
-            continue
-        k = est.kernel
-        cy, cx = center_of_mass(k)
-        record = {"image": str(path), "kernel_file": str(npy), "source": est.source, "sf": args.sf,
-                  "window": est.window.as_dict(), "centre_of_mass": [cy, cx]}
-        line = (f"{path}: {est.source} sf{args.sf} kernel {k.shape[0]}x{k.shape[1]} from the "
-                f"{est.window.describe()}, centre of mass ({cy:.2f}, {cx:.2f}) -> {npy}")
-        if truth is not None:
-            record["l1_vs_truth"] = kernel_l1(k, truth)
-            line += f"  L1 vs truth {record['l1_vs_truth']:.4f}"
+        record, est = estimate_to_files(estimator, path, args.out, stem, truth)
         records.append(record)
-        print(line)
-        if args.show:
-            print(kernel_as_text(k))
+        failures += est is None
+        print(f"error: {record['error']}" if est is None else estimate_line(record, est),
+              file=sys.stderr if est is None else sys.stdout)
+        if est is not None and args.show:
+            print(kernel_as_text(est.kernel))
     if args.json:
         write_json({"schema": "mkn-estimate/1", "records": records}, args.json)
     return EXIT_INPUT_FAILED if failures else EXIT_OK
+
+
+def estimate_line(record: dict, est) -> str:
+    """The output line of one estimated image."""
+    (cy, cx), k = record["centre_of_mass"], est.kernel
+    line = (f"{record['image']}: {est.source} sf{record['sf']} kernel {k.shape[0]}x{k.shape[1]} from the "
+            f"{est.window.describe()}, centre of mass ({cy:.2f}, {cx:.2f}) -> {record['kernel_file']}")
+    return line + (f"  L1 vs truth {record['l1_vs_truth']:.4f}" if "l1_vs_truth" in record else "")
 
 
 def cmd_estimate_collection(args: argparse.Namespace) -> int:
@@ -309,58 +301,51 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
     from android_harness.adb import Adb
     from android_harness.errors import AdbError
     from android_harness.fleet import bench_fleet, ready_serials
-    from bench.benchmark import SCHEMA, load_baseline
-    from bench.report import markdown, table
+    from bench.benchmark import load_baseline
+    from bench.report import write_reports
     from .evaluate import write_json
-    from .imio import atomic_output
 
     baseline = load_baseline(args.baseline) if args.baseline else None
-
-    def save(report, complete: bool) -> None:
-        one = next(iter(report.devices.values())) if len(report.devices) == 1 else None
-        write_json({"schema": SCHEMA, "export": str(args.dir), "complete": complete, "devices": report.devices,
-                    **({"device": one} if one else {}), "records": report.records()}, args.json)
-
+    save = lambda report, complete: write_json(report.document(str(args.dir), complete), args.json)  # noqa: E731
     try:
         adb = Adb(args.adb, timeout_s=args.timeout)
-        serials = ready_serials(adb, args.serial, args.all_devices)
-        report = bench_fleet(adb, serials, lambda r: save(r, False), export_dir=args.dir,
-                             binary=args.benchmark_binary, delegates=args.delegates, threads=args.threads,
-                             cores=args.cores, runs=args.runs, warmup=args.warmup, timeout_s=args.timeout,
-                             keep=args.keep, repeats=args.repeats, cooldown_s=args.cooldown,
-                             sustained_s=args.sustained)
+        report = bench_fleet(adb, ready_serials(adb, args.serial, args.all_devices), lambda r: save(r, False),
+                             export_dir=args.dir, binary=args.benchmark_binary, delegates=args.delegates,
+                             threads=args.threads, cores=args.cores, runs=args.runs, warmup=args.warmup,
+                             timeout_s=args.timeout, keep=args.keep, repeats=args.repeats,
+                             cooldown_s=args.cooldown, sustained_s=args.sustained)
     except AdbError as exc:
         print(f"mkn android bench: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INPUT_FAILED
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records kept in {args.json}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     records = report.records()
     if records or report.devices:
         save(report, report.complete)
-    for serial, d in report.devices.items():
-        if "error" in d:
-            print(f"mkn android bench: error: {serial}: {d['error']}", file=sys.stderr)
-            if report.by_device.get(serial):
-                print(f"kept {sum(r['status'] == 'ok' for r in report.by_device[serial])} finished records of "
-                      f"{serial} in {args.json}; the others are marked error / not run", file=sys.stderr)
-        else:
-            print(f"device {serial}: {d['model']} ({d['soc']}, {d['abi']}, Android {d['android']})")
+    print_devices(report, args.json)
     if not records:
-        return 1
-    print(table(records))
-    with atomic_output(args.json.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(records, {"cpu": ", ".join(f"{d.get('model')} / {d.get('soc')}"
-                                                            for d in report.devices.values()),
-                                          "cores": "/".join(str(d.get("cpu_count")) for d in report.devices.values())}))
-    print(f"wrote {args.json} and {args.json.with_suffix('.md')}")
+        return EXIT_INPUT_FAILED
+    print(write_reports(records, report.machine(), args.json, with_plot=False))
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         print(f"mkn android bench: {len(failed)} of {len(records)} runs failed; first: {failed[0]['format']} "
               f"{failed[0]['runtime']} {failed[0]['threads']}t: {failed[0].get('error')}", file=sys.stderr)
     if baseline is not None and regression_gate(records, baseline, args.baseline, args.max_slowdown, 0.01):
-        return 1
-    return 1 if failed or not report.complete else 0
+        return EXIT_INPUT_FAILED
+    return EXIT_INPUT_FAILED if failed or not report.complete else EXIT_OK
+
+
+def print_devices(report, json_path: Path) -> None:
+    """One line per phone of a fleet report: its facts, or its error and what was kept."""
+    for serial, d in report.devices.items():
+        if "error" not in d:
+            print(f"device {serial}: {d['model']} ({d['soc']}, {d['abi']}, Android {d['android']})")
+            continue
+        print(f"mkn android bench: error: {serial}: {d['error']}", file=sys.stderr)
+        if report.by_device.get(serial):
+            print(f"kept {sum(r['status'] == 'ok' for r in report.by_device[serial])} finished records of "
+                  f"{serial} in {json_path}; the others are marked error / not run", file=sys.stderr)
 
 
 def cmd_android_parity(args: argparse.Namespace) -> int:
@@ -530,10 +515,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mkn", description="Blind-SR kernel estimators, from paper to phone.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_estimate_parser(sub) -> None:
+    """`mkn estimate`."""
     e = sub.add_parser("estimate", help="estimate the blur kernel of LR images")
     e.add_argument("images", nargs="+", type=Path, help="PNG/JPEG/TIFF, 8/16 bit, gray/RGB/RGBA")
     e.add_argument("--sf", type=int, choices=(2, 3, 4), required=True, help="scale factor")
@@ -552,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
     e.set_defaults(func=cmd_estimate)
 
+
+def add_estimate_collection_parser(sub) -> None:
+    """`mkn estimate-collection`."""
     ec = sub.add_parser("estimate-collection", help="estimate kernels over a photo collection on Ray (Parquet out)")
     ec.add_argument("src", help="a folder, a glob, a list file (.txt/.lst, one path or URI per line), or a URI "
                                 "folder (any scheme pyarrow.fs reads: s3://, gs://, ...)")
@@ -568,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--quiet", action="store_true", help="no progress bar")
     ec.set_defaults(func=cmd_estimate_collection)
 
+
+def add_pool_parser(sub) -> None:
+    """`mkn pool`."""
     po = sub.add_parser("pool", help="kernel pools for training")
     psub = po.add_subparsers(dest="pool_command", required=True)
     pb = psub.add_parser("build", help="a training pool from `mkn estimate-collection` output (+ report, PNG)")
@@ -576,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--out", type=Path, required=True, help="pool file (.npz); report .json and grid .png beside it")
     pb.set_defaults(func=cmd_pool_build)
 
+
+def add_export_parser(sub) -> None:
+    """`mkn export`."""
     x = sub.add_parser("export", help="export an estimator to ONNX / TFLite formats (+ manifest.json)")
     x.add_argument("--model", default="kernelnet")
     x.add_argument("--config", default="mobile")
@@ -590,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also AOT-compile every TFLite file for these NPUs, e.g. qualcomm:SM8350,SM8550,SM8650,SM8750")
     x.set_defaults(func=cmd_export)
 
+
+def add_parity_parser(sub) -> None:
+    """`mkn parity`."""
     q = sub.add_parser("parity", help="run every exported file against the PyTorch reference on the test set")
     q.add_argument("dir", type=Path, help="export directory")
     q.add_argument("--testset", type=Path, default=Path("testsets"), help="folder made by make-testset")
@@ -603,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the rows of TFLite files on LiteRT's GPU accelerator (FORMAT@gpu-fp16/-fp32)")
     q.set_defaults(func=cmd_parity)
 
+
+def add_bench_parser(sub) -> None:
+    """`mkn bench`."""
     k = sub.add_parser("bench", help="latency, size, memory and kernel L1 of every exported format (+ gate)")
     k.add_argument("dir", type=Path, help="export directory")
     k.add_argument("--runs", type=positive_int, default=50)
@@ -619,11 +617,20 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--quiet", action="store_true", help="no progress bar")
     k.set_defaults(func=cmd_bench)
 
+
+def add_android_parser(sub) -> None:
+    """`mkn android devices | bench | parity`."""
     a = sub.add_parser("android", help="devices and on-device benchmarks over adb")
     asub = a.add_subparsers(dest="android_command", required=True)
     ad = asub.add_parser("devices", help="list attached devices and their state")
     ad.add_argument("--adb", help="adb executable (default: $ADB, then PATH)")
     ad.set_defaults(func=cmd_android_devices)
+    add_android_bench_parser(asub)
+    add_android_parity_parser(asub)
+
+
+def add_android_bench_parser(asub) -> None:
+    """`mkn android bench`."""
     ab = asub.add_parser("bench", help="run each .tflite with benchmark_model on a phone")
     ab.add_argument("dir", type=Path, help="export directory")
     ab.add_argument("--benchmark-binary", type=Path, required=True,
@@ -650,6 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--max-slowdown", type=float, default=1.10)
     ab.set_defaults(func=cmd_android_bench)
 
+
+def add_android_parity_parser(asub) -> None:
+    """`mkn android parity`."""
     ap = asub.add_parser("parity", help="run each .tflite on the phone on test images vs the PyTorch reference")
     ap.add_argument("dir", type=Path, help="export directory")
     ap.add_argument("--runner-binary", type=Path, required=True,
@@ -667,6 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", type=Path, required=True)
     ap.set_defaults(func=cmd_android_parity)
 
+
+def add_sr_parser(sub) -> None:
+    """`mkn sr`."""
     s = sub.add_parser("sr", help="super-resolve an image with an estimated or given kernel")
     s.add_argument("image", type=Path)
     s.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
@@ -681,6 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "ending in /) for <stem>_sr.png; the kernel is written beside it as <out stem>_kernel.npy")
     s.set_defaults(func=cmd_sr)
 
+
+def add_make_testset_parser(sub) -> None:
+    """`mkn make-testset`."""
     t = sub.add_parser("make-testset", help="build the scikit-image test set (OUT/sf{N}/)")
     t.add_argument("--sf", action=ListOption, item_type=int, choices=(2, 3, 4), default=[2, 3, 4])
     t.add_argument("--out", type=Path, required=True)
@@ -690,6 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the camera split OUT/sf{N}-camera/ (sensor noise + JPEG at three levels)")
     t.set_defaults(func=cmd_make_testset)
 
+
+def add_eval_parser(sub) -> None:
+    """`mkn eval`."""
     v = sub.add_parser("eval", help="score estimators on the test set (JSON + table)")
     v.add_argument("--testset", type=Path, required=True, help="folder made by make-testset")
     v.add_argument("--sf", action=ListOption, item_type=int, choices=(2, 3, 4), default=[2, 3, 4])
@@ -710,6 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--config", default="mobile", help="KernelNet config for --error-budget")
     v.set_defaults(func=cmd_eval)
 
+
+def add_latency_parser(sub) -> None:
+    """`mkn latency`."""
     b = sub.add_parser("latency", help="median PyTorch eager latency per config and input size")
     b.add_argument("--models", action=ListOption, default=["kernelnet", "s2k"])
     b.add_argument("--configs", action=ListOption, default=["mobile", "paper"])
@@ -722,6 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path)
     b.set_defaults(func=cmd_latency)
 
+
+def add_tune_sr_parser(sub) -> None:
+    """`mkn tune-sr`."""
     u = sub.add_parser("tune-sr", help="grid-search the SR solver's regularisation on training images")
     u.add_argument("--sf", action=ListOption, item_type=int, choices=(2, 3, 4), default=[2, 4])
     u.add_argument("--models", action=ListOption, default=["kernelnet", "s2k"], help="estimators whose kernels count")
@@ -731,14 +756,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tune the noise-aware schedule (noise_floor x noise_end) on the clean and camera splits")
     u.set_defaults(func=cmd_tune_sr)
 
+
+def add_placement_parser(sub) -> None:
+    """`mkn placement`."""
     pl = sub.add_parser("placement", help="GPU ops and NPU partitions of exports' TFLite files (Markdown)")
     pl.add_argument("dirs", nargs="+", type=Path, help="export directories")
     pl.set_defaults(func=cmd_placement)
 
+
+def add_ship_check_parser(sub) -> None:
+    """`mkn ship-check`."""
     c = sub.add_parser("ship-check", help="may a finished camera run replace the shipped weights? (ship_check.py)")
     c.add_argument("run", type=Path, help="run folder written by `mkn train`")
     c.set_defaults(func=cmd_ship_check)
 
+
+def add_train_parser(sub) -> None:
+    """`mkn train`."""
     r = sub.add_parser("train", help="train an estimator (seeded, resumable, logged)")
     r.add_argument("model", choices=("kernelnet", "s2k"))
     r.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
@@ -776,7 +810,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="cuda: train on this process's GPU (under torchrun: LOCAL_RANK's)")
     r.set_defaults(func=cmd_train)
+
+
+PARSERS = (add_estimate_parser, add_estimate_collection_parser, add_pool_parser, add_export_parser,
+           add_parity_parser, add_bench_parser, add_android_parser, add_sr_parser, add_make_testset_parser,
+           add_eval_parser, add_latency_parser, add_tune_sr_parser, add_placement_parser,
+           add_ship_check_parser, add_train_parser)
+"""One function per command, each adding its subparser (and sub-subparsers)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mkn", description="Blind-SR kernel estimators, from paper to phone.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in PARSERS:
+        add(sub)
     return p
+
 
 
 def main(argv: list[str] | None = None) -> int:

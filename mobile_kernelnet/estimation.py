@@ -91,6 +91,14 @@ class KernelEstimator:
         self.runner = open_runner(artifact.parent, manifest, fmt, threads)
         self.source = f"{artifact.name} ({fmt})"
 
+    @classmethod
+    def from_module(cls, net: torch.nn.Module, sf: int, source: str, budget: int | None = None) -> "KernelEstimator":
+        """An estimator around a PyTorch module not (yet) in the registry, e.g. weights
+        being trained: ``net`` maps ``(1, 1, H, W)`` LR to ``(1, 1, K, K)`` kernels."""
+        est = cls.__new__(cls)
+        est.sf, est.size, est.net, est.source = sf, budget_for(sf, budget), net.eval(), source
+        return est
+
     def __call__(self, image: np.ndarray | str | Path) -> Estimate:
         """Blur kernel of one LR image: a path, or an ``(H, W)`` luma array, uint8
         (0..255), uint16 (0..65535) or float in [0, 1] (anything else is refused, see
@@ -114,6 +122,28 @@ def estimate_kernel(image: np.ndarray | str | Path, sf: int = 2, model: str = "k
     """Blur kernel of one LR image: :class:`KernelEstimator` ``(sf, model, config, budget,
     artifact, artifact_format)(image)`` (PyTorch models are loaded once per process)."""
     return KernelEstimator(sf, model, config, budget, artifact, artifact_format)(image)
+
+
+def estimate_to_files(estimator: KernelEstimator, image: str | Path, out: Path, stem: str,
+                      truth: np.ndarray | None = None) -> tuple[dict, Estimate | None]:
+    """Estimate one image file and write ``out/<stem>.npy`` and ``.png``
+    (:func:`outputs.save_kernel_files`); returns its record (image, kernel file, source,
+    sf, window, centre of mass in px and, with ``truth`` ``(K, K)``, ``l1_vs_truth``) and
+    the estimate — or ``({"image", "error"}, None)`` when the image (or writing) fails."""
+    from .kernels import center_of_mass
+    from .metrics import kernel_l1
+    from .outputs import save_kernel_files
+
+    try:
+        est = estimator(image)
+        npy, _ = save_kernel_files(est.kernel, out, stem)
+    except (ValueError, OSError) as exc:  # BadImageError, ImageReadError, a wrong size or file
+        return {"image": str(image), "error": str(exc)}, None
+    record = {"image": str(image), "kernel_file": str(npy), "source": est.source, "sf": estimator.sf,
+              "window": est.window.as_dict(), "centre_of_mass": list(center_of_mass(est.kernel))}
+    if truth is not None:
+        record["l1_vs_truth"] = kernel_l1(est.kernel, truth)
+    return record, est
 
 
 def estimate(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelnet",

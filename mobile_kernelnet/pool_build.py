@@ -153,5 +153,5 @@ def kernel_grid(kernels: np.ndarray, labels: np.ndarray, path: Path) -> None:
     ax.set_title(f"mean of {len(kernels)}", fontsize=8)
     ax.axis("off")
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
     plt.close(fig)
