@@ -28,8 +28,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
-
 from .imio import IMAGE_SUFFIXES, atomic_output
 
 RUN_FILE = "_run.json"
@@ -293,7 +291,8 @@ def estimate_collection(src: str | Path, out: str | Path, run: CollectionRun, ad
         return CollectionSummary(len(items), len(items), 0, 0, 0)
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
+        local = dict(address="local", num_cpus=os.cpu_count())  # a new Ray, even when one runs here already
+        ray.init(**(local if address is None else dict(address=address)), include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False

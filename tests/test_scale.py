@@ -18,7 +18,7 @@ from mobile_kernelnet.collection import (CollectionRun, estimate_collection, exi
 from mobile_kernelnet.estimation import estimate_kernel
 from mobile_kernelnet.imio import read_image
 from mobile_kernelnet.kernels import KernelPool
-from mobile_kernelnet.pool_build import build_pool, family_like, kernel_shape
+from mobile_kernelnet.pool_build import family_like, kernel_shape
 
 BIN = Path(sys.executable).parent
 
@@ -101,6 +101,34 @@ def test_collection_gives_the_kernels_of_mkn_estimate_and_keeps_going_past_broke
     assert f"{len(rows)} done before, 0 estimated now" in capsys.readouterr().out
     assert main(["estimate-collection", str(photos), "--sf", "4", "--out", str(out), "--quiet"]) == 2
     assert "other settings (sf 2 vs 4)" in capsys.readouterr().err
+
+
+def test_collection_joins_a_running_cluster(photos, tmp_path, capsys, monkeypatch):
+    """`--address`: a Ray head started apart (`ray start --head`, token authentication as
+    Ray 2.60 does by default, the token given to both), joined by the CLI."""
+    import secrets
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    start = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1",
+                            "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path)
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        out = tmp_path / "k.parquet"
+        code = main(["estimate-collection", str(photos / "cam_*.jpg"), "--sf", "2", "--out", str(out),
+                     "--address", f"127.0.0.1:{port}", "--quiet"])
+        assert code == 0 and "on 1 workers" in capsys.readouterr().out  # the cluster's one CPU, not this machine's
+        assert read_rows(out).num_rows == 3
+        # without --address: a new local Ray with this machine's cores, not the cluster running here
+        assert main(["estimate-collection", str(photos / "cam_*.jpg"), "--sf", "2", "--out", str(tmp_path / "b"),
+                     "--quiet"]) == 0
+        assert f"on {os.cpu_count()} workers" in capsys.readouterr().out
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
 
 
 def test_collection_runs_an_exported_file_in_its_runtime(photos, exported, tmp_path, local_ray):
