@@ -103,7 +103,7 @@ def test_collection_gives_the_kernels_of_mkn_estimate_and_keeps_going_past_broke
     assert "other settings (sf 2 vs 4)" in capsys.readouterr().err
 
 
-def test_collection_joins_a_running_cluster(photos, tmp_path, capsys, monkeypatch):
+def test_collection_joins_a_running_cluster(photos, tmp_path, capsys):
     """`--address`: a Ray head started apart (`ray start --head`, token authentication as
     Ray 2.60 does by default, the token given to both), joined by the CLI."""
     import secrets
@@ -111,17 +111,18 @@ def test_collection_joins_a_running_cluster(photos, tmp_path, capsys, monkeypatc
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     start = subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1",
                             "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True,
-                           timeout=120, cwd=tmp_path)
+                           timeout=120, cwd=tmp_path, env=env)
     assert start.returncode == 0, start.stderr[-2000:]
     try:
-        out = tmp_path / "k.parquet"
-        code = main(["estimate-collection", str(photos / "cam_*.jpg"), "--sf", "2", "--out", str(out),
-                     "--address", f"127.0.0.1:{port}", "--quiet"])
-        assert code == 0 and "on 1 workers" in capsys.readouterr().out  # the cluster's one CPU, not this machine's
+        out = tmp_path / "k.parquet"  # a client process of its own, as a user runs it
+        run = subprocess.run([str(BIN / "mkn"), "estimate-collection", str(photos / "cam_*.jpg"), "--sf", "2",
+                              "--out", str(out), "--address", f"127.0.0.1:{port}", "--quiet"],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "on 1 workers" in run.stdout  # the cluster's one CPU, not this machine's
         assert read_rows(out).num_rows == 3
         # without --address: a new local Ray with this machine's cores, not the cluster running here
         assert main(["estimate-collection", str(photos / "cam_*.jpg"), "--sf", "2", "--out", str(tmp_path / "b"),
