@@ -154,7 +154,9 @@ def test_an_interrupted_collection_resumes_without_redoing_finished_rows(testset
     for i in range(N_MANY):  # different photos: shifted copies
         Image.fromarray(np.round(np.roll(lr, 5 * i, axis=1) * 255).astype(np.uint8)).save(src / f"p{i:02d}.png")
     out = tmp_path / "k.parquet"
-    code = ("import sys; from mobile_kernelnet.collection import CollectionRun, estimate_collection; "
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "  # as on a terminal, even
+            # when the tests run in a background job (which ignores SIGINT, and children inherit that)
+            "from mobile_kernelnet.collection import CollectionRun, estimate_collection; "
             f"estimate_collection({str(src)!r}, {str(out)!r}, CollectionRun(2, 'kernelnet'), workers=1, rows_per_part=2)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
