@@ -35,8 +35,8 @@ def test_small_images_are_used_whole_and_padded_only_for_exported_graphs(rng):
         pad_to_budget(img, 64)
 
 
-def test_default_budgets_cover_the_test_set_whole():
-    assert BUDGETS == {2: 256, 3: 168, 4: 128} and budget_for(3) == 168 and budget_for(3, 96) == 96
+def test_default_budget_is_the_table_unless_a_side_is_given():
+    assert [budget_for(sf) for sf in (2, 3, 4)] == [BUDGETS[sf] for sf in (2, 3, 4)] and budget_for(3, 96) == 96
     with pytest.raises(ValueError):
         budget_for(2, 0)
 
