@@ -532,7 +532,7 @@ def add_estimate_parser(sub) -> None:
                    help="run an exported file instead of the PyTorch model (needs --model-file); it sees the "
                         "same window, padded to its input size")
     e.add_argument("--budget", type=positive_int,
-                   help="LR window side the estimator sees (default: 128 / 168 / 128 at sf 2 / 3 / 4; see budget.py)")
+                   help="LR window side the estimator sees (default: 256 / 168 / 128 at sf 2 / 3 / 4; see budget.py)")
     e.add_argument("--json", type=Path, help="also write one record per image (kernel file, window used, errors)")
     e.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
     e.set_defaults(func=cmd_estimate)
@@ -548,7 +548,7 @@ def add_estimate_collection_parser(sub) -> None:
     ec.add_argument("--config", default=None, help="model config (default: the model's first)")
     ec.add_argument("--format", choices=EXPORT_FORMATS, help="run an exported file (needs --model-file)")
     ec.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
-    ec.add_argument("--budget", type=positive_int, help="LR window side (default: 128 / 168 / 128 at sf 2 / 3 / 4)")
+    ec.add_argument("--budget", type=positive_int, help="LR window side (default: 256 / 168 / 128 at sf 2 / 3 / 4)")
     ec.add_argument("--out", type=Path, required=True,
                     help="output Parquet dataset (a folder); a re-run with the same settings resumes it")
     ec.add_argument("--address", help="join this Ray cluster (default: start a local Ray with this machine's cores)")
@@ -575,7 +575,7 @@ def add_export_parser(sub) -> None:
     x.add_argument("--config", default="mobile")
     x.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
     x.add_argument("--input-size", type=int, default=None,
-                   help="LR input side the files are fixed to (px; default: the sf's budget, 128 / 168 / 128)")
+                   help="LR input side the files are fixed to (px; default: the sf's budget, 256 / 168 / 128)")
     x.add_argument("--to", action=ListOption, default=["all"], choices=("all", *EXPORT_FORMATS), metavar="FORMAT",
                    help=f"formats: all or any of {', '.join(EXPORT_FORMATS)}")
     x.add_argument("--out", type=Path, required=True, help="export directory (built aside, renamed when done)")
