@@ -74,7 +74,7 @@ latency: $(STAMP)
 # into exports/MODEL_mobile_sfN; EXTRA_EXPORTS into exports/MODEL_mobile_sfN@SIZE (other sizes).
 # A parity failure does not stop the other jobs; the target fails at the end.
 EXPORTS ?= kernelnet:2:256 kernelnet:3:168 kernelnet:4:128 s2k:2:256 s2k:3:168 s2k:4:128
-EXTRA_EXPORTS ?= kernelnet:2:128 kernelnet:2:144 kernelnet:2:192 s2k:2:128 s2k:2:144 s2k:2:192
+EXTRA_EXPORTS ?= kernelnet:2:144 kernelnet:2:192 s2k:2:144 s2k:2:192
 exports: testsets $(TOOLCHAIN)
 	status=0; for job in $(EXPORTS) $(addsuffix :extra,$(EXTRA_EXPORTS)); do model=$${job%%:*}; rest=$${job#*:}; \
 	    sf=$${rest%%:*}; rest=$${rest#*:}; size=$${rest%%:*}; name=$${model}_mobile_sf$$sf; at=; \

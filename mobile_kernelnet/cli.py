@@ -86,24 +86,32 @@ def kernel_as_text(k: np.ndarray) -> str:
     return "\n".join(" ".join(SHADES[v] for v in row) for row in levels)
 
 
-def cmd_estimate(args: argparse.Namespace) -> int:
-    from .estimation import KernelEstimator, estimate_to_files
-    from .evaluate import write_json
-    from .kernels import read_kernel
+def estimator_choice(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``(model name, config)`` of :func:`add_estimator_options`' arguments; a usage error
+    (ValueError) for ``--format`` without ``--model-file`` or an unknown model, before any image."""
     from .models.registry import model_entry, parse_model_spec
-    from .outputs import kernel_files, output_folder, refuse_overwriting_inputs, unique_stems
 
     name, config = parse_model_spec(args.model)
     if (args.format is None) != (args.model_file is None):
         raise ValueError("--format and --model-file go together")
     if not args.format:
-        model_entry(name)  # an unknown model is a usage error, before any image
+        model_entry(name)
+    return name, args.config or config
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .estimation import KernelEstimator, estimate_to_files
+    from .evaluate import write_json
+    from .kernels import read_kernel
+    from .outputs import kernel_files, output_folder, refuse_overwriting_inputs, unique_stems
+
+    name, config = estimator_choice(args)
     truth = read_kernel(args.truth, args.sf) if args.truth else None
     stems = unique_stems(args.images)
     refuse_overwriting_inputs([f for st in stems for f in kernel_files(args.out, st)] + ([args.json] if args.json else []),
                               args.images)
     output_folder(args.out)
-    estimator = KernelEstimator(args.sf, name, args.config or config, args.budget, args.model_file, args.format)
+    estimator = KernelEstimator(args.sf, name, config, args.budget, args.model_file, args.format)
     records, failures = [], 0
     for path, stem in zip(args.images, stems):
         record, est = estimate_to_files(estimator, path, args.out, stem, truth)
@@ -132,12 +140,9 @@ def cmd_estimate_collection(args: argparse.Namespace) -> int:
     from export.manifest import sha256
 
     from .collection import CollectionRun, estimate_collection
-    from .models.registry import parse_model_spec
 
-    name, config = parse_model_spec(args.model)
-    if (args.format is None) != (args.model_file is None):
-        raise ValueError("--format and --model-file go together")
-    run = CollectionRun(args.sf, name, args.config or config, args.budget,
+    name, config = estimator_choice(args)
+    run = CollectionRun(args.sf, name, config, args.budget,
                         str(args.model_file.resolve()) if args.model_file else None,
                         sha256(args.model_file) if args.model_file else None, args.format)
     bar = None
@@ -521,21 +526,27 @@ def add_estimate_parser(sub) -> None:
     """`mkn estimate`."""
     e = sub.add_parser("estimate", help="estimate the blur kernel of LR images")
     e.add_argument("images", nargs="+", type=Path, help="PNG/JPEG/TIFF, 8/16 bit, gray/RGB/RGBA")
-    e.add_argument("--sf", type=int, choices=(2, 3, 4), required=True, help="scale factor")
-    e.add_argument("--model", default="kernelnet", help="registered model name, optionally name:config")
-    e.add_argument("--config", default=None, help="model config (default: the model's first)")
+    add_estimator_options(e)
     e.add_argument("--out", type=Path, required=True,
                    help="folder for <stem>.npy and <stem>.png (<stem>-<n> when inputs share a stem)")
     e.add_argument("--truth", type=Path, help="ground-truth kernel .npy: also print the L1 error")
     e.add_argument("--show", action="store_true", help="draw each kernel in the terminal")
-    e.add_argument("--format", choices=EXPORT_FORMATS,
-                   help="run an exported file instead of the PyTorch model (needs --model-file); it sees the "
-                        "same window, padded to its input size")
-    e.add_argument("--budget", type=positive_int,
-                   help="LR window side the estimator sees (default: 256 / 168 / 128 at sf 2 / 3 / 4; see budget.py)")
     e.add_argument("--json", type=Path, help="also write one record per image (kernel file, window used, errors)")
-    e.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
     e.set_defaults(func=cmd_estimate)
+
+
+def add_estimator_options(parser: argparse.ArgumentParser) -> None:
+    """What estimates: ``--sf``, ``--model``/``--config`` or ``--format`` + ``--model-file``, ``--budget``."""
+    parser.add_argument("--sf", type=int, choices=(2, 3, 4), required=True, help="scale factor")
+    parser.add_argument("--model", default="kernelnet", help="registered model name, optionally name:config")
+    parser.add_argument("--config", default=None, help="model config (default: the model's first)")
+    parser.add_argument("--format", choices=EXPORT_FORMATS,
+                        help="run an exported file instead of the PyTorch model (needs --model-file); it sees "
+                             "the same window, padded to its input size")
+    parser.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
+    parser.add_argument("--budget", type=positive_int,
+                        help="LR window side the estimator sees (default: 256 / 168 / 128 at sf 2 / 3 / 4; "
+                             "see budget.py)")
 
 
 def add_estimate_collection_parser(sub) -> None:
@@ -543,12 +554,7 @@ def add_estimate_collection_parser(sub) -> None:
     ec = sub.add_parser("estimate-collection", help="estimate kernels over a photo collection on Ray (Parquet out)")
     ec.add_argument("src", help="a folder, a glob, a list file (.txt/.lst, one path or URI per line), or a URI "
                                 "folder (any scheme pyarrow.fs reads: s3://, gs://, ...)")
-    ec.add_argument("--sf", type=int, choices=(2, 3, 4), required=True, help="scale factor")
-    ec.add_argument("--model", default="kernelnet", help="registered model name, optionally name:config")
-    ec.add_argument("--config", default=None, help="model config (default: the model's first)")
-    ec.add_argument("--format", choices=EXPORT_FORMATS, help="run an exported file (needs --model-file)")
-    ec.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
-    ec.add_argument("--budget", type=positive_int, help="LR window side (default: 256 / 168 / 128 at sf 2 / 3 / 4)")
+    add_estimator_options(ec)
     ec.add_argument("--out", type=Path, required=True,
                     help="output Parquet dataset (a folder); a re-run with the same settings resumes it")
     ec.add_argument("--address", help="join this Ray cluster (default: start a local Ray with this machine's cores)")

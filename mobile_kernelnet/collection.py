@@ -19,6 +19,7 @@ for decoding. Ray is the optional extra ``pip install .[scale]``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -43,6 +44,7 @@ EXIF_FIELDS = {"make": "Make", "device_model": "Model", "focal_length_mm": "Foca
 """Row column -> EXIF tag name (``PIL.ExifTags.Base``) of the fields a lens/ISP study groups by."""
 
 
+@functools.lru_cache(maxsize=1)
 def _schema():
     import pyarrow as pa
 

@@ -86,19 +86,19 @@ class PoolReport:
 
 
 def select_rows(source: str | Path, where: str | None = None):
-    """The estimated rows of ``source`` (an `mkn estimate-collection` output) as a pandas
-    DataFrame, and how many failed: rows without an error, kept by ``where`` (a
-    ``DataFrame.query`` expression over the columns, e.g. ``"iso < 800"``). Raises
-    ValueError for a bad expression or an unknown column."""
+    """``(kept, rows, failed)``: the estimated rows of ``source`` (an `mkn estimate-collection`
+    output) kept by ``where`` (a ``DataFrame.query`` expression over the columns, e.g.
+    ``"iso < 800"``) as a pandas DataFrame, how many rows it holds and how many of them
+    failed. Raises ValueError for a bad expression or an unknown column."""
     frame = read_rows(source).to_pandas()
-    failed = int(frame["error"].notna().sum())
+    rows, failed = len(frame), int(frame["error"].notna().sum())
     frame = frame[frame["error"].isna()]
     if where:
         try:
             frame = frame.query(where)
         except Exception as exc:  # pandas raises many types for a bad expression
             raise ValueError(f"--filter {where!r}: {exc} (columns: {', '.join(c for c in frame.columns if c != 'kernel')})")
-    return frame, failed
+    return frame, rows, failed
 
 
 def build_pool(source: str | Path, out: str | Path, where: str | None = None) -> PoolReport:
@@ -109,8 +109,7 @@ def build_pool(source: str | Path, out: str | Path, where: str | None = None) ->
     source, out = Path(source), Path(out)
     if out.suffix != ".npz":
         raise ValueError(f"{out}: a pool is a .npz file")
-    rows = read_rows(source, ["error"]).num_rows
-    frame, failed = select_rows(source, where)
+    frame, rows, failed = select_rows(source, where)
     if frame.empty:
         raise ValueError(f"{source}: no estimated kernel left ({rows} rows, {failed} failed"
                          f"{', filter ' + repr(where) if where else ''})")
