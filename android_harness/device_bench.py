@@ -18,7 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
-from export.manifest import placement, read_manifest
+from bench.records import BenchRecord
+from export.manifest import Manifest, placement, read_manifest
 
 from .adb import Adb
 from .errors import AdbError, AdbTimeout, DeviceNotReady, HarnessError
@@ -73,23 +74,21 @@ def core_mask(cpu_max_khz: list[int], cores: str) -> str | None:
     return format(sum(1 << i for i in chosen), "x")
 
 
-def litert_formats(manifest: dict, delegates: list[str]) -> list[str]:
+def litert_formats(manifest: Manifest, delegates: list[str]) -> list[str]:
     """The export's TFLite formats; :class:`HarnessError` for an unknown delegate or none."""
     unknown = [d for d in delegates if d not in DELEGATE_FLAGS]
     if unknown:
         raise HarnessError(f"unknown delegate(s) {unknown}; choose from {', '.join(DELEGATE_FLAGS)}")
-    tflites = [f for f, a in manifest["artifacts"].items() if a["runtime"] == "litert"]
+    tflites = [f for f, a in manifest.artifacts.items() if a.runtime == "litert"]
     if not tflites:
         raise HarnessError("the export directory has no .tflite files")
     return tflites
 
 
-def plan_jobs(manifest: dict, delegates: list[str], threads: list[int]) -> list[dict]:
+def plan_jobs(manifest: Manifest, delegates: list[str], threads: list[int]) -> list[BenchRecord]:
     """One pending record per (TFLite format, delegate, threads)."""
-    base = {k: manifest[k] for k in ("model", "config", "sf")}
-    return [{**base, "format": f, "runtime": f"android-{d}", "delegate": d, "threads": t,
-             "input_size": manifest["input_size"], "size_mb": manifest["artifacts"][f]["size_bytes"] / 1e6,
-             "kernel_l1": None, "status": "not run", **placement(manifest["artifacts"][f])}
+    return [BenchRecord(manifest.model, manifest.config, manifest.sf, f, f"android-{d}", t, manifest.input_size)
+            .update(delegate=d, size_mb=manifest.artifacts[f].size_bytes / 1e6, **placement(manifest.artifacts[f]))
             for f in litert_formats(manifest, delegates) for d in delegates for t in threads]
 
 
@@ -130,8 +129,8 @@ def _invoke(adb: Adb, argv: list[str], delegate: str, timeout_s: float) -> dict:
 def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, delegates: list[str],
                      threads: list[int], cores: str = "all", runs: int = 50, warmup: int = 5,
                      timeout_s: float = 600, keep: bool = False, facts: dict | None = None,
-                     on_record: Callable[[list[dict]], None] = lambda recs: None, repeats: int = 3,
-                     cooldown_s: float = 0.0, sustained_s: float | None = None) -> tuple[dict, list[dict]]:
+                     on_record: Callable[[list[BenchRecord]], None] = lambda recs: None, repeats: int = 3,
+                     cooldown_s: float = 0.0, sustained_s: float | None = None) -> tuple[dict, list[BenchRecord]]:
     """Benchmark every ``.tflite`` of ``export_dir`` on ``adb``'s device (``facts``: its
     :meth:`Adb.facts`, read here if not given). Each job runs ``repeats`` invocations (or,
     with ``sustained_s``, invocations until that many seconds have passed), ``cooldown_s``
@@ -147,14 +146,15 @@ def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, deleg
     facts["pinned_cores_mask"] = mask
     first = True
     with remote_workdir(adb, "mkn", binary, "benchmark_model", keep) as (work, remote_bin):
-        for fmt in {r["format"] for r in records}:
-            adb.push(export_dir / manifest["artifacts"][fmt]["file"], f"{work}/{manifest['artifacts'][fmt]['file']}")
+        for fmt in {r.format for r in records}:
+            adb.push(export_dir / manifest.artifacts[fmt].file, f"{work}/{manifest.artifacts[fmt].file}")
         for rec in records:
-            graph = f"{work}/{manifest['artifacts'][rec['format']]['file']}"
+            delegate = rec.extra["delegate"]
             argv = (["taskset", mask] if mask else []) + [
-                remote_bin, f"--graph={graph}", f"--num_threads={rec['threads']}", f"--num_runs={runs}",
-                f"--warmup_runs={warmup}", "--report_peak_memory_footprint=true", DELEGATE_FLAGS[rec["delegate"]]]
-            rec["command"] = shlex.join(argv)
+                remote_bin, f"--graph={work}/{manifest.artifacts[rec.format].file}", f"--num_threads={rec.threads}",
+                f"--num_runs={runs}", f"--warmup_runs={warmup}", "--report_peak_memory_footprint=true",
+                DELEGATE_FLAGS[delegate]]
+            rec.update(command=shlex.join(argv))
             invocations, start = [], time.monotonic()
             try:
                 while not invocations or (time.monotonic() - start < sustained_s if sustained_s
@@ -162,9 +162,9 @@ def run_device_bench(adb: Adb, export_dir: str | Path, binary: str | Path, deleg
                     if cooldown_s and not first:
                         time.sleep(cooldown_s)
                     first = False
-                    invocations.append({**_invoke(adb, argv, rec["delegate"], timeout_s),
+                    invocations.append({**_invoke(adb, argv, delegate, timeout_s),
                                         "t_s": time.monotonic() - start})
-                rec.update(summarize(invocations), status="ok")
+                rec.update(**summarize(invocations), status="ok")
             except (DeviceNotReady, AdbTimeout) as exc:
                 rec.update(status="error", error=str(exc))
                 on_record(records)

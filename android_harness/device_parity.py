@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.manifest import read_manifest
+from export.manifest import Artifact, read_manifest
 from export.formats import Tolerance
 from export.parity import DEFAULT_TOLERANCES, check_format, parity_report, reference_outputs
 from export.runtimes import Runner, from_file_layout, to_file_layout
@@ -31,9 +31,9 @@ from .errors import HarnessError
 class DeviceRunner(Runner):
     """One exported ``.tflite`` run on the device through the user's runner binary."""
 
-    def __init__(self, adb: Adb, artifact: dict, remote_runner: str, remote_model: str, work: str,
+    def __init__(self, adb: Adb, artifact: Artifact, remote_runner: str, remote_model: str, work: str,
                  delegate: str, threads: int, timeout_s: float):
-        super().__init__(artifact)
+        super().__init__(artifact.inputs, artifact.outputs)
         self.adb, self.runner, self.model, self.work = adb, remote_runner, remote_model, work
         self.flag, self.threads, self.timeout_s = DELEGATE_FLAGS[delegate], threads, timeout_s
 
@@ -42,7 +42,7 @@ class DeviceRunner(Runner):
         out_dir = f"{self.work}/out"
         with tempfile.TemporaryDirectory() as tmp:
             local_in = Path(tmp) / "in.raw"
-            to_file_layout(lr, self.input["layout"]).astype("<f4").tofile(local_in)
+            to_file_layout(lr, self.input.layout).astype("<f4").tofile(local_in)
             self.adb.push(local_in, f"{self.work}/in.raw")
             self.adb.shell(["rm", "-rf", out_dir])
             self.adb.shell(["mkdir", "-p", out_dir])
@@ -53,13 +53,13 @@ class DeviceRunner(Runner):
                 raise HarnessError(f"runner exited {proc.returncode}: "
                                    + " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:]))
             result = {}
-            for o in self.artifact["outputs"]:
-                local = Path(tmp) / f"{o['tensor']}.raw"
-                self.adb.pull(f"{out_dir}/{o['tensor']}.raw", local)
+            for o in self.outputs:
+                local = Path(tmp) / f"{o.key}.raw"
+                self.adb.pull(f"{out_dir}/{o.key}.raw", local)
                 data = np.fromfile(local, dtype="<f4")
-                if data.size != int(np.prod(o["shape"])):
-                    raise HarnessError(f"runner wrote {data.size} values for {o['name']}, expected shape {o['shape']}")
-                result[o["name"]] = from_file_layout(data.reshape(o["shape"]), o["layout"])
+                if data.size != int(np.prod(o.shape)):
+                    raise HarnessError(f"runner wrote {data.size} values for {o.name}, expected shape {list(o.shape)}")
+                result[o.name] = from_file_layout(data.reshape(o.shape), o.layout)
             return result
 
 
@@ -77,11 +77,11 @@ def run_device_parity(adb: Adb, export_dir: str | Path, runner_binary: str | Pat
     rows = []
     with remote_workdir(adb, "mkn-parity", runner_binary, "runner", keep) as (work, remote_runner):
         for fmt in tflites:
-            art = manifest["artifacts"][fmt]
-            adb.push(export_dir / art["file"], f"{work}/{art['file']}")
+            art = manifest.artifacts[fmt]
+            adb.push(export_dir / art.file, f"{work}/{art.file}")
             for delegate in delegates:
                 def run(lrs, art=art, delegate=delegate):
-                    runner = DeviceRunner(adb, art, remote_runner, f"{work}/{art['file']}", work, delegate,
+                    runner = DeviceRunner(adb, art, remote_runner, f"{work}/{art.file}", work, delegate,
                                           threads, timeout_s)
                     return [runner(lr) for lr in lrs]
                 row = check_format(export_dir, manifest, fmt, items, refs, tolerances.get(fmt, Tolerance()), run)

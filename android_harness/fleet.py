@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
+
+from bench.records import BenchRecord
 
 from .adb import Adb
 from .device_bench import run_device_bench
@@ -23,15 +25,15 @@ class FleetReport:
     """Per phone: its facts (or ``error``) and its records; :meth:`records` merges them."""
 
     devices: dict[str, dict] = field(default_factory=dict)
-    by_device: dict[str, list[dict]] = field(default_factory=dict)
+    by_device: dict[str, list[BenchRecord]] = field(default_factory=dict)
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[BenchRecord]:
         return [r for serial in self.by_device for r in self.by_device[serial]]
 
     @property
     def complete(self) -> bool:
         return all("error" not in d for d in self.devices.values()) and all(
-            r["status"] != "not run" for r in self.records())
+            r.status != "not run" for r in self.records())
 
     def document(self, export_dir: str, complete: bool) -> dict:
         """The ``--json`` document (:data:`bench.benchmark.SCHEMA`): devices, records, and
@@ -40,7 +42,7 @@ class FleetReport:
 
         one = next(iter(self.devices.values())) if len(self.devices) == 1 else None
         return {"schema": SCHEMA, "export": export_dir, "complete": complete, "devices": self.devices,
-                **({"device": one} if one else {}), "records": self.records()}
+                **({"device": one} if one else {}), "records": [r.to_json() for r in self.records()]}
 
     def machine(self) -> dict:
         """The report header's machine facts: phone models / SoCs and core counts."""
@@ -77,8 +79,8 @@ def bench_fleet(adb: Adb, serials: list[str], on_change: Callable[[FleetReport],
             phone = adb.select(serial)
             report.devices[serial] = phone.facts()
 
-            def on_record(records: list[dict]) -> None:
-                report.by_device[serial] = [{**r, "device": serial} for r in records]
+            def on_record(records: list[BenchRecord]) -> None:
+                report.by_device[serial] = [replace(r, device=serial, extra=dict(r.extra)) for r in records]
                 changed()
             run_device_bench(phone, facts=report.devices[serial], on_record=on_record, **bench_args)
         except (AdbError, HarnessError) as exc:

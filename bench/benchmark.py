@@ -17,14 +17,12 @@ start and at the end of the run. When it moved by more than :data:`BUSY_CHANGE`,
 record ran faster than its floor (``ratio_to_floor < 1``, impossible on a quiet
 machine), the records are marked ``busy: true`` with the reason and `mkn bench` warns.
 
-Record fields (schema :data:`SCHEMA`): ``model, config, sf, format, runtime, threads,
-input_size, status, latency_ms_median, latency_ms_p90, first_inference_ms, init_ms,
-runs, size_mb, peak_memory_mb, kernel_l1, flops, floor_ms, ratio_to_floor, busy, pid``
-(``pid``: the worker process that ran it).
-``peak_memory_mb`` is the worker's RSS growth while the target is created and run once;
-``kernel_l1`` is the mean L1 against the true kernels of the test set (images fitted to
-the input size as in parity); ``floor_ms`` / ``ratio_to_floor`` see :mod:`bench.roofline`
-(the floor uses the faster of the two sgemm measurements).
+Records are :class:`bench.records.BenchRecord` (schema :data:`SCHEMA`), with ``pid``
+(the worker process that ran it) in their ``extra``. ``peak_memory_mb`` is the worker's
+RSS growth while the target is created and run once; ``kernel_l1`` is the mean L1
+against the true kernels of the test set (images fitted to the input size as in
+parity); ``floor_ms`` / ``ratio_to_floor`` see :mod:`bench.roofline` (the floor uses
+the faster of the two sgemm measurements).
 """
 from __future__ import annotations
 
@@ -41,13 +39,14 @@ import psutil
 from tqdm import tqdm
 
 from export.formats import FORMATS
-from export.manifest import placement, read_manifest
+from export.manifest import Manifest, placement, read_manifest
 from export.parity import parity_inputs
 from export.runtimes import Runner, TorchRunner, open_runner
 from mobile_kernelnet.metrics import kernel_l1
 from mobile_kernelnet.models import create_model
 from mobile_kernelnet.models.registry import weights_path
 
+from .records import BenchRecord
 from .roofline import floor_ms as roofline_floor_ms, model_flops, sgemm_peak_gflops
 
 SCHEMA = "mkn-bench/1"
@@ -58,8 +57,6 @@ target of the round (seen here: the TFLite call right after ONNX Runtime's ran ~
 slower at 2 threads than the same file later in the round)."""
 BUSY_CHANGE = 0.20
 """Relative change of the sgemm peak between a run's start and end that marks it busy."""
-KEY = ("model", "config", "sf", "format", "runtime", "threads", "input_size")
-"""Fields that identify a record across benchmark runs (the regression gate matches on them)."""
 
 
 @dataclass(frozen=True)
@@ -70,39 +67,37 @@ class Target:
     runtime: str
     folder: Path
 
-    def runner(self, manifest: dict, threads: int) -> Runner:
+    def runner(self, manifest: Manifest, threads: int) -> Runner:
         if self.runtime == "torch-eager":
-            model = create_model(manifest["model"], manifest["sf"], manifest["config"])
-            return TorchRunner(model, manifest["input_size"], threads)
+            return TorchRunner(create_model(manifest.model, manifest.sf, manifest.config), manifest.input_size, threads)
         resolver = "builtin" if self.runtime == "litert-builtin" else "xnnpack"
         return open_runner(self.folder, manifest, self.format, threads, resolver)
 
 
-def export_for_size(folder: Path, manifest: dict, size: int, progress: Callable[[str], None]) -> Path:
+def export_for_size(folder: Path, manifest: Manifest, size: int, progress: Callable[[str], None]) -> Path:
     """The export of ``folder``'s model at input ``size``: ``folder`` itself, or ``folder@size``
     (exported now unless a matching one is there)."""
-    if size == manifest["input_size"]:
+    if size == manifest.input_size:
         return folder
     from export.exporter import export
 
     dest = folder.with_name(f"{folder.name}@{size}")
     try:
         other = read_manifest(dest)
-        same = all(other[k] == manifest[k] for k in ("model", "config", "sf", "weights_sha256"))
-        if same and set(manifest["artifacts"]) <= set(other["artifacts"]):
+        if manifest.same_weights(other) and set(manifest.artifacts) <= set(other.artifacts):
             return dest
     except (OSError, ValueError):
         pass
-    progress(f"exporting {manifest['model']} sf{manifest['sf']} at {size} px into {dest}")
-    export(manifest["model"], manifest["config"], manifest["sf"], size, list(manifest["artifacts"]), dest,
+    progress(f"exporting {manifest.model} sf{manifest.sf} at {size} px into {dest}")
+    export(manifest.model, manifest.config, manifest.sf, size, list(manifest.artifacts), dest,
            overwrite=True, progress=lambda _: None)
     return dest
 
 
-def targets_of(folder: Path, manifest: dict) -> list[Target]:
+def targets_of(folder: Path, manifest: Manifest) -> list[Target]:
     """The PyTorch reference plus every artifact in each runtime it can run in."""
     out = [Target("pytorch", "torch-eager", folder)]
-    for fmt, art in manifest["artifacts"].items():
+    for fmt in manifest.artifacts:
         out += [Target(fmt, rt, folder) for rt in FORMATS[fmt].bench_runtimes]
     return out
 
@@ -116,11 +111,11 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2 ** 20
 
 
-def _worker(conn, target: Target, manifest: dict, threads: int) -> None:
+def _worker(conn, target: Target, manifest: Manifest, threads: int) -> None:
     """Worker process of one target: create the runner, run it once and report
     ``init_ms`` / ``first_inference_ms`` / ``peak_memory_mb`` (or ``error``); then time one
     call per ``"run"`` message until ``"stop"``."""
-    size = manifest["input_size"]
+    size = manifest.input_size
     x = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
     try:
         rss0, t0 = _rss_mb(), time.perf_counter()
@@ -139,28 +134,27 @@ def _worker(conn, target: Target, manifest: dict, threads: int) -> None:
         conn.send((time.perf_counter() - t0) * 1e3)
 
 
-def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, warmup: int,
+def bench_group(targets: list[Target], manifest: Manifest, threads: int, runs: int, warmup: int,
                 l1: dict[tuple[str, str], float], flops: int, peak_gflops: float,
-                bar: tqdm | None = None) -> list[dict]:
+                bar: tqdm | None = None) -> list[BenchRecord]:
     """Time every target at one thread count, one worker process each, interleaved; one
     record per target. ``peak_gflops``: the sgemm peak the floor is computed from."""
-    size = manifest["input_size"]
     floor_ms = roofline_floor_ms(flops, peak_gflops)
-    base = {k: manifest[k] for k in ("model", "config", "sf")}
+    weights_mb = weights_path(manifest.model, manifest.config, manifest.sf).stat().st_size / 1e6
     ctx = mp.get_context("spawn")
     records, live = {}, {}
     try:
         for t in targets:
-            rec = {**base, "format": t.format, "runtime": t.runtime, "threads": threads, "input_size": size,
-                   "size_mb": (manifest["artifacts"][t.format]["size_bytes"] if t.format != "pytorch" else
-                               weights_path(base["model"], base["config"], base["sf"]).stat().st_size) / 1e6,
-                   "kernel_l1": l1.get((t.format, t.runtime)), "flops": flops, "floor_ms": floor_ms}
-            rec.update(placement(manifest["artifacts"].get(t.format, {})))
+            art = manifest.artifacts.get(t.format)
+            rec = BenchRecord(manifest.model, manifest.config, manifest.sf, t.format, t.runtime, threads,
+                              manifest.input_size).update(
+                size_mb=art.size_bytes / 1e6 if art else weights_mb, kernel_l1=l1.get((t.format, t.runtime)),
+                flops=flops, floor_ms=floor_ms, **placement(art))
             here, there = ctx.Pipe()
             proc = ctx.Process(target=_worker, args=(there, t, manifest, threads), daemon=True)
             proc.start()
-            rec.update(here.recv())
-            if rec.get("status") != "error":
+            rec.update(**here.recv())
+            if rec.status != "error":
                 live[t] = (here, proc)
             records[t] = rec
         times = {t: [] for t in live}
@@ -187,29 +181,29 @@ def bench_group(targets: list[Target], manifest: dict, threads: int, runs: int, 
     return list(records.values())
 
 
-def busy_reasons(peaks_start: dict[int, float], peaks_end: dict[int, float], records: list[dict]) -> list[str]:
+def busy_reasons(peaks_start: dict[int, float], peaks_end: dict[int, float],
+                 records: list[BenchRecord]) -> list[str]:
     """Why a run's timings cannot be trusted (empty when the machine looked quiet): the
     sgemm peak moved by more than :data:`BUSY_CHANGE` between start and end, or a record
     ran faster than its floor."""
     reasons = [f"sgemm peak at {n} thread(s) moved {peaks_start[n]:.0f} -> {peaks_end[n]:.0f} GFLOP/s"
                for n in peaks_start if abs(peaks_end[n] / peaks_start[n] - 1) > BUSY_CHANGE]
-    reasons += [f"{r['format']}/{r['runtime']} {r['threads']}t {r['input_size']}px ran below its floor "
-                f"(ratio {r['ratio_to_floor']:.2f})" for r in records
-                if r.get("status") == "ok" and r["ratio_to_floor"] < 1]
+    reasons += [f"{r.name} ran below its floor (ratio {r.ratio_to_floor:.2f})" for r in records
+                if r.ok and r.ratio_to_floor < 1]
     return reasons
 
 
 def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], runs: int, warmup: int,
               testset_root: str | Path, max_images: int | None = None,
-              on_group: Callable[[list[dict]], None] = lambda recs: None,
-              progress: bool = True) -> tuple[list[dict], dict]:
+              on_group: Callable[[list[BenchRecord]], None] = lambda recs: None,
+              progress: bool = True) -> tuple[list[BenchRecord], dict]:
     """Benchmark an export directory; ``on_group`` gets every finished group of records
     (one size and thread count) so the caller can save them as they come. Returns the
     records (each marked ``busy``) and the machine check: ``{"sgemm_gflops_start",
     "sgemm_gflops_end", "busy_reasons"}``."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    sizes = sizes or [manifest["input_size"]]
+    sizes = sizes or [manifest.input_size]
     say = tqdm.write if progress else (lambda _: None)
     peaks_start = {n: sgemm_peak_gflops(n) for n in threads}
     records = []
@@ -218,14 +212,14 @@ def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], r
         sub = export_for_size(folder, manifest, size, say)
         sub_manifest = read_manifest(sub)
         targets = targets_of(sub, sub_manifest)
-        items = parity_inputs(Path(testset_root) / f"sf{manifest['sf']}", manifest["sf"], size, max_images)
+        items = parity_inputs(Path(testset_root) / f"sf{manifest.sf}", manifest.sf, size, max_images)
         l1 = {}
         for t in targets:
             try:
                 l1[(t.format, t.runtime)] = kernel_l1_on_testset(t.runner(sub_manifest, max(threads)), items)
             except Exception:  # noqa: BLE001 -- the timing pass records the error for this target
                 pass
-        flops = model_flops(create_model(manifest["model"], manifest["sf"], manifest["config"]), size)
+        flops = model_flops(create_model(manifest.model, manifest.sf, manifest.config), size)
         for n in threads:
             group = bench_group(targets, sub_manifest, n, runs, warmup, l1, flops, peaks_start[n], bar)
             records += group
@@ -233,59 +227,58 @@ def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], r
     bar.close()
     peaks_end = {n: sgemm_peak_gflops(n) for n in threads}
     for r in records:  # the floor from the faster of the two measurements
-        if r.get("status") == "ok":
-            r["floor_ms"] = roofline_floor_ms(r["flops"], max(peaks_start[r["threads"]], peaks_end[r["threads"]]))
-            r["ratio_to_floor"] = r["latency_ms_median"] / r["floor_ms"]
+        if r.ok:
+            r.floor_ms = roofline_floor_ms(r.flops, max(peaks_start[r.threads], peaks_end[r.threads]))
+            r.ratio_to_floor = r.latency_ms_median / r.floor_ms
     reasons = busy_reasons(peaks_start, peaks_end, records)
     for r in records:
-        r["busy"] = bool(reasons)
+        r.busy = bool(reasons)
     return records, {"sgemm_gflops_start": {str(n): v for n, v in peaks_start.items()},
                      "sgemm_gflops_end": {str(n): v for n, v in peaks_end.items()}, "busy_reasons": reasons}
 
 
-def record_key(r: dict) -> tuple:
-    """What makes two records comparable: :data:`KEY`, and the phone (``device``) if any."""
-    return tuple(r[k] for k in KEY) + (r.get("device"),)
-
-
-def compare(records: list[dict], baseline: list[dict], max_slowdown: float, max_l1_increase: float) -> dict:
-    """Regression gate: match records on :func:`record_key`; a record regresses when its median
+def compare(records: list[BenchRecord], baseline: list[BenchRecord], max_slowdown: float,
+            max_l1_increase: float) -> dict:
+    """Regression gate: match records on :attr:`BenchRecord.key`; a record regresses when its median
     latency exceeds ``max_slowdown`` x the baseline's (with 95 % intervals on both sides, as
-    phone records have: when its interval's low end exceeds that x the baseline's high end) or its kernel L1 rises by more than
-    ``max_l1_increase``, or when it ran in the baseline and fails now."""
-    old = {record_key(r): r for r in baseline}
+    phone records have: when its interval's low end exceeds that x the baseline's high end) or its
+    kernel L1 rises by more than ``max_l1_increase``, or when it ran in the baseline and fails now."""
+    old = {r.key: r for r in baseline}
     regressions, matched = [], 0
     for r in records:
-        b = old.get(record_key(r))
-        if b is None or b.get("status") != "ok":
+        b = old.get(r.key)
+        if b is None or not b.ok:
             continue
         matched += 1
-        name = f"{r['format']}/{r['runtime']} {r['threads']}t {r['input_size']}px" + (
-            f" on {r['device']}" if r.get("device") else "")
-        if r.get("status") != "ok":
-            regressions.append(f"{name}: ran in the baseline, now {r.get('status')}: {r.get('error')}")
+        if not r.ok:
+            regressions.append(f"{r.name}: ran in the baseline, now {r.status}: {r.error}")
             continue
-        if r.get("latency_ms_median_ci95") and b.get("latency_ms_median_ci95"):
+        if r.latency_ms_median_ci95 and b.latency_ms_median_ci95:
             # intervals: the new run's fastest plausible median against the old one's slowest
-            ratio = r["latency_ms_median_ci95"][0] / b["latency_ms_median_ci95"][1]
-            what = (f"median 95% interval [{b['latency_ms_median_ci95'][0]:.2f}, {b['latency_ms_median_ci95'][1]:.2f}]"
-                    f" -> [{r['latency_ms_median_ci95'][0]:.2f}, {r['latency_ms_median_ci95'][1]:.2f}] ms")
+            ratio = r.latency_ms_median_ci95[0] / b.latency_ms_median_ci95[1]
+            what = (f"median 95% interval [{b.latency_ms_median_ci95[0]:.2f}, {b.latency_ms_median_ci95[1]:.2f}]"
+                    f" -> [{r.latency_ms_median_ci95[0]:.2f}, {r.latency_ms_median_ci95[1]:.2f}] ms")
         else:
-            ratio = r["latency_ms_median"] / b["latency_ms_median"]
-            what = f"median {b['latency_ms_median']:.2f} -> {r['latency_ms_median']:.2f} ms"
+            ratio = r.latency_ms_median / b.latency_ms_median
+            what = f"median {b.latency_ms_median:.2f} -> {r.latency_ms_median:.2f} ms"
         if ratio > max_slowdown:
-            regressions.append(f"{name}: {what} (x{ratio:.2f} > x{max_slowdown:.2f})")
-        if r.get("kernel_l1") is not None and b.get("kernel_l1") is not None \
-                and r["kernel_l1"] - b["kernel_l1"] > max_l1_increase:
-            regressions.append(f"{name}: kernel L1 {b['kernel_l1']:.4f} -> {r['kernel_l1']:.4f} "
-                               f"(+{r['kernel_l1'] - b['kernel_l1']:.4f} > {max_l1_increase})")
+            regressions.append(f"{r.name}: {what} (x{ratio:.2f} > x{max_slowdown:.2f})")
+        if r.kernel_l1 is not None and b.kernel_l1 is not None and r.kernel_l1 - b.kernel_l1 > max_l1_increase:
+            regressions.append(f"{r.name}: kernel L1 {b.kernel_l1:.4f} -> {r.kernel_l1:.4f} "
+                               f"(+{r.kernel_l1 - b.kernel_l1:.4f} > {max_l1_increase})")
     return {"matched": matched, "regressions": regressions}
 
 
-def load_baseline(path: str | Path) -> list[dict]:
+def bench_document(machine: dict, export_dir: str | Path, complete: bool, records: list[BenchRecord]) -> dict:
+    """The ``mkn bench --json`` document (schema :data:`SCHEMA`)."""
+    return {"schema": SCHEMA, "machine": machine, "export": str(export_dir), "complete": complete,
+            "records": [r.to_json() for r in records]}
+
+
+def load_baseline(path: str | Path) -> list[BenchRecord]:
     """The records of an earlier ``mkn bench`` / ``mkn android bench`` JSON, read before a
     long run so a bad file fails fast: ValueError naming the file when it is not JSON, has
-    no ``records`` list, or its records lack the gate's keys (:data:`KEY`)."""
+    no ``records`` list, or a record is not a valid :class:`BenchRecord`."""
     path = Path(path)
     try:
         report = json.loads(path.read_text())
@@ -297,7 +290,4 @@ def load_baseline(path: str | Path) -> list[dict]:
     if not isinstance(records, list) or not records:
         raise ValueError(f"--baseline {path}: no benchmark records in it (expected the --json output of "
                          f"`mkn bench` or `mkn android bench`)")
-    missing = sorted({k for r in records for k in (*KEY, "status") if k not in r})
-    if missing:
-        raise ValueError(f"--baseline {path}: records lack {', '.join(missing)}")
-    return records
+    return [BenchRecord.from_json(r, f"--baseline {path} record {i}") for i, r in enumerate(records)]

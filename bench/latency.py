@@ -1,7 +1,6 @@
 """Latency measurement: medians of repeated runs (this machine is noisy; never one timing).
 
-Records follow the benchmark schema (see issue 7): ``model, sf, config, format,
-runtime, threads, input_size, latency_ms_median, latency_ms_p90, first_ms, runs``.
+Records are :class:`bench.records.BenchRecord`, as `mkn bench` and `mkn android bench` write.
 """
 from __future__ import annotations
 
@@ -14,12 +13,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .records import BenchRecord
+
 SCHEMA = "mkn-latency/1"
 
 
 def time_callable(fn: Callable[[], object], runs: int = 20, warmup: int = 3) -> dict:
     """Call ``fn`` once (first-inference time), ``warmup`` more times, then ``runs`` timed
-    times. Returns ``first_ms``, ``latency_ms_median``, ``latency_ms_p90`` and ``runs``."""
+    times. Returns ``first_inference_ms``, ``latency_ms_median``, ``latency_ms_p90`` and ``runs``."""
     t0 = time.perf_counter()
     fn()
     first = (time.perf_counter() - t0) * 1e3
@@ -30,12 +31,12 @@ def time_callable(fn: Callable[[], object], runs: int = 20, warmup: int = 3) -> 
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return {"first_ms": first, "latency_ms_median": float(np.median(times)),
+    return {"first_inference_ms": first, "latency_ms_median": float(np.median(times)),
             "latency_ms_p90": float(np.percentile(times, 90)), "runs": runs}
 
 
 def torch_eager_latency(model_name: str, configs: list[str], sf: int, sizes: list[int],
-                        threads: list[int], runs: int, warmup: int) -> list[dict]:
+                        threads: list[int], runs: int, warmup: int) -> list[BenchRecord]:
     """PyTorch eager latency of each registered ``model_name`` config on ``size x size``
     LR inputs. Weights do not change the arithmetic, so untrained weights are used when
     a config has none shipped."""
@@ -54,9 +55,8 @@ def torch_eager_latency(model_name: str, configs: list[str], sf: int, sizes: lis
         x = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
             stats = time_callable(partial(model, x), runs=runs, warmup=warmup)
-        records.append({"model": model_name, "config": config, "sf": sf, "format": "pytorch",
-                        "runtime": "torch-eager", "threads": nthreads, "input_size": size,
-                        "weights": weights, **stats})
+        records.append(BenchRecord(model_name, config, sf, "pytorch", "torch-eager", nthreads, size)
+                       .update(status="ok", weights=weights, **stats))
     return records
 
 

@@ -1,13 +1,13 @@
 """`mkn export`: one estimator -> every requested format of :data:`formats.FORMATS`.
 
 Each format has one function ``build(job) -> dict`` (:data:`BUILDERS`) that writes its file into the
-job's work folder and returns its manifest fields. The whole directory is built
+job's work folder and returns its manifest fields (made into an :class:`~export.manifest.Artifact`). The whole directory is built
 under a hidden temporary name and renamed into place at the end, so an
 interrupted export never leaves a directory that looks complete. A format whose
 converter fails is recorded under ``failed`` in the manifest with its log (the
 converter's own output); the others are still written, and the export reports
 failure. The TFLite formats are converted from ``onnx-matmul``, which is therefore
-always written with them.
+always written with them, through one :class:`~export.tflite_formats.TFLiteChain`.
 
 Every TFLite file is also run through LiteRT's GPU accelerator (:mod:`export.gpu`:
 placement and numerics, the manifest's ``gpu`` record) and, for each requested NPU
@@ -32,11 +32,11 @@ from mobile_kernelnet.models.registry import StagedEstimator, model_entry, weigh
 
 from .calibration import calibration_images
 from .gpu import gpu_check
-from .manifest import SCHEMA, sha256, tool_versions, write_manifest
+from .formats import FORMATS, ExportFormat
+from .manifest import Artifact, Manifest, TensorIO, sha256, tool_versions, write_manifest
 from .npu import NpuTarget, compile_for
 from .onnx_formats import StageOutputs, export_onnx
-from .formats import FORMATS, ExportFormat
-from .tflite_formats import INT8_OP_TYPES, analyze_tflite, cnn_edge_nodes, convert_isolated, run_onnx2tf, tflite_io
+from .tflite_formats import INT8_OP_TYPES, Conversion, TFLiteChain, analyze_tflite, cnn_edge_nodes, tflite_io
 
 MAX_INPUT_SIZE = 1024
 """Largest exported input side: the matmul DFT stores ``n x n`` constant matrices."""
@@ -59,8 +59,8 @@ class ExportJob:
     work: Path
     calibration_n: int = 32
     npu: tuple[NpuTarget, ...] = ()
-    built: dict[str, dict] = field(default_factory=dict)
-    _saved_model: Path | None = None
+    built: dict[str, Artifact] = field(default_factory=dict)
+    _tflite: TFLiteChain | None = None
     _check_images: list | None = None
 
     @property
@@ -77,23 +77,30 @@ class ExportJob:
     def example(self) -> torch.Tensor:
         return torch.rand(1, 1, self.input_size, self.input_size, generator=torch.Generator().manual_seed(0))
 
-    def saved_model(self) -> Path:
-        """onnx2tf's SavedModel of the ``onnx-matmul`` file (translated once per job)."""
-        if self._saved_model is None:
-            # onnx2tf rewrites the ONNX file it is given (op names): hand it a copy.
-            tmp = self.work / ".onnx2tf"
-            tmp.mkdir(exist_ok=True)
-            src = shutil.copy(self.work / self.built["onnx-matmul"]["file"], tmp / "model.onnx")
-            self._saved_model = run_onnx2tf(Path(src), tmp / "saved_model", self.work / "logs" / "onnx2tf.log")
-        return self._saved_model
+    def tflite(self) -> TFLiteChain:
+        """The job's TFLite chain, from its ``onnx-matmul`` file (one per job)."""
+        if self._tflite is None:
+            self._tflite = TFLiteChain(self.work / self.built["onnx-matmul"].file, self.work / ".onnx2tf",
+                                       self.work / "logs")
+        return self._tflite
 
-    def fp32_tflite(self) -> Path:
-        """The fp32 TFLite conversion (made once per job: ``tflite-fp32`` is a copy of it, and
-        ``tflite-int8`` reads its op list and CNN edges from it)."""
-        path = self.work / ".onnx2tf" / "fp32.tflite"
-        if not path.is_file():
-            convert_isolated(self.saved_model(), "fp32", path, self.work / "logs" / "convert-fp32.log")
-        return path
+    def conversion(self, kind: str) -> tuple[Conversion, dict]:
+        """The conversion of ``kind`` and the manifest's ``quantization`` record of it:
+        ``int8`` keeps the fp32 file's non-CNN ops and CNN edges float, calibrated on
+        training-source images, and records why (from the model's registry entry)."""
+        fmt = next(f for f in FORMATS.values() if f.tflite_kind == kind)
+        record = {"mode": kind, "detail": fmt.quantization}
+        if kind != "int8":
+            return Conversion(kind), record
+        fp32 = self.tflite().fp32()
+        lr, source = calibration_images(self.sf, self.input_size, self.calibration_n)
+        conversion = Conversion(kind, lr.transpose(0, 2, 3, 1),
+                                tuple(sorted(op for op in analyze_tflite(fp32)["ops"] if op not in INT8_OP_TYPES)),
+                                tuple(cnn_edge_nodes(fp32)))
+        record.update(float_op_types=list(conversion.float_op_types), float_nodes=list(conversion.float_nodes),
+                      calibration=source,
+                      why_float=create_model(self.model, self.sf, self.config, pretrained=False).int8_float_reason)
+        return conversion, record
 
     def check_images(self) -> list:
         """:data:`CHECK_IMAGES` LR images ``(1, 1, S, S)`` for the accelerator checks (made once)."""
@@ -102,7 +109,7 @@ class ExportJob:
             self._check_images = [x[None] for x in lr]
         return self._check_images
 
-    def accelerator_records(self, file: str, io: dict) -> dict:
+    def accelerator_records(self, file: str, inputs: tuple[TensorIO, ...], outputs: tuple[TensorIO, ...]) -> dict:
         """The ``gpu`` and ``npu`` manifest records of the TFLite file ``file``."""
         path = self.work / file
         npu = {}
@@ -116,7 +123,7 @@ class ExportJob:
                 record.update(file=f"npu/{compiled}", sha256=sha256(self.work / "npu" / compiled))
             record["log"] = f"logs/npu/{record['log']}"
             npu[str(target)] = record
-        return {"gpu": gpu_check(path, io, self.check_images()), **({"npu": npu} if npu else {})}
+        return {"gpu": gpu_check(path, inputs, outputs, self.check_images()), **({"npu": npu} if npu else {})}
 
 
 def build_onnx(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
@@ -131,29 +138,17 @@ def build_onnx(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
 
 
 def build_tflite(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
-    kind = fmt.tflite_kind
-
     def build(job: ExportJob) -> dict:
         file = f"{job.stem}{fmt.suffix}"
-        quant = {"mode": kind, "detail": fmt.quantization}
-        if kind == "int8":
-            fp32 = job.fp32_tflite()
-            fp32_ops = analyze_tflite(fp32)["ops"]
-            lr, source = calibration_images(job.sf, job.input_size, job.calibration_n)
-            quant.update(float_op_types=sorted(op for op in fp32_ops if op not in INT8_OP_TYPES),
-                         float_nodes=cnn_edge_nodes(fp32), calibration=source,
-                         why_float=create_model(job.model, job.sf, job.config, pretrained=False).int8_float_reason)
-            convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log",
-                             lr.transpose(0, 2, 3, 1), quant["float_op_types"], quant["float_nodes"])
-        elif kind == "fp32":
-            shutil.copyfile(job.fp32_tflite(), job.work / file)
-        else:
-            convert_isolated(job.saved_model(), kind, job.work / file, job.work / "logs" / f"convert-{kind}.log")
-        io = tflite_io(job.work / file, job.built["onnx-matmul"])
+        conversion, quantization = job.conversion(fmt.tflite_kind)
+        job.tflite().convert(conversion, job.work / file)
+        onnx = job.built["onnx-matmul"]
+        inputs, outputs = tflite_io(job.work / file, onnx.inputs, onnx.outputs)
         return {"file": file, "runtime": fmt.runtime, "source": "onnx-matmul (onnx2tf SavedModel)",
-                "spectral_mode": fmt.spectral_mode, **io, **analyze_tflite(job.work / file), "quantization": quant,
-                **job.accelerator_records(file, io)}
-    build.__doc__ = f"TFLite {kind}: {fmt.quantization}."
+                "spectral_mode": fmt.spectral_mode, "inputs": [t.to_json() for t in inputs],
+                "outputs": [t.to_json() for t in outputs], **analyze_tflite(job.work / file),
+                "quantization": quantization, **job.accelerator_records(file, inputs, outputs)}
+    build.__doc__ = f"TFLite {fmt.tflite_kind}: {fmt.quantization}."
     return build
 
 
@@ -162,9 +157,9 @@ BUILDERS: dict[str, Callable[[ExportJob], dict]] = {
 """One builder per entry of :data:`formats.FORMATS`."""
 
 
-def _remove_unlisted(work: Path, built: dict[str, dict]) -> None:
+def _remove_unlisted(work: Path, built: dict[str, Artifact]) -> None:
     """Delete model files in ``work`` that no built artifact lists (a failed format's leftovers)."""
-    keep = {a["file"] for a in built.values()}
+    keep = {a.file for a in built.values()}
     for p in work.iterdir():
         if p.is_file() and p.name not in keep:
             p.unlink()
@@ -195,7 +190,7 @@ def check_request(model: str, config: str, sf: int, input_size: int) -> None:
 
 def export(model: str, config: str, sf: int, input_size: int, formats: list[str], out: str | Path,
            overwrite: bool = False, calibration_n: int = 32, npu: list[NpuTarget] | None = None,
-           progress: Callable[[str], None] = print) -> dict:
+           progress: Callable[[str], None] = print) -> Manifest:
     """Export ``model``/``config`` at ``sf`` for ``input_size`` x ``input_size`` LR inputs to
     ``formats`` in folder ``out`` (TFLite files also compiled for each ``npu`` target);
     returns the manifest. Raises :class:`ExportError` before
@@ -227,13 +222,11 @@ def export(model: str, config: str, sf: int, input_size: int, formats: list[str]
                 _remove_unlisted(work, job.built)
                 continue
             file = work / art["file"]
-            art.update(sha256=sha256(file), size_bytes=file.stat().st_size)
-            job.built[fmt] = art
+            job.built[fmt] = Artifact.from_json(fmt, {**art, "sha256": sha256(file),
+                                                      "size_bytes": file.stat().st_size}, "export")
         shutil.rmtree(work / ".onnx2tf", ignore_errors=True)
-        manifest = {"schema": SCHEMA, "model": model, "config": config, "sf": sf, "input_size": input_size,
-                    "kernel_size": kernel_size(sf), "stages": job.module("torch").names,
-                    "weights_sha256": sha256(weights_path(model, config, sf)),
-                    "tools": tool_versions(), "artifacts": job.built, "failed": failed}
+        manifest = Manifest(model, config, sf, input_size, kernel_size(sf), tuple(job.module("torch").names),
+                            sha256(weights_path(model, config, sf)), tool_versions(), job.built, failed)
         write_manifest(work, manifest)
         if out.exists():
             shutil.rmtree(out)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .manifest import TensorIO
+
 REPO = Path(__file__).resolve().parents[1]
 TOOLCHAIN = Path(os.environ.get("MKN_TOOLCHAIN", REPO / ".toolchain"))
 PRECISIONS = {"fp16": False, "fp32": True}
@@ -144,21 +146,20 @@ def run_on_gpu(path: str | Path, inputs: np.ndarray, precision: str = "fp16",
     return GpuRun(precision, placement, outputs, log)
 
 
-def stage_outputs(path: str | Path, artifact: dict, lrs: list[np.ndarray],
-                  precision: str = "fp16") -> tuple[list[dict[str, np.ndarray]], GpuPlacement]:
+def stage_outputs(path: str | Path, inputs: tuple[TensorIO, ...], outputs: tuple[TensorIO, ...],
+                  lrs: list[np.ndarray], precision: str = "fp16") -> tuple[list[dict[str, np.ndarray]], GpuPlacement]:
     """:func:`run_on_gpu` with the runners' contract: ``(1, 1, S, S)`` NCHW inputs in, each
-    input's ``{stage: NCHW array}`` out (names and layouts from the manifest ``artifact``)."""
+    input's ``{stage: NCHW array}`` out (names and layouts from the file's ``inputs`` / ``outputs``)."""
     from .runtimes import from_file_layout, to_file_layout
 
-    layout = artifact["inputs"][0]["layout"]
-    batch = np.concatenate([to_file_layout(np.asarray(lr, np.float32), layout) for lr in lrs])
+    batch = np.concatenate([to_file_layout(np.asarray(lr, np.float32), inputs[0].layout) for lr in lrs])
     run = run_on_gpu(path, batch, precision)
-    outs = [{o["name"]: from_file_layout(out[o["tensor"]], o["layout"]) for o in artifact["outputs"]}
-            for out in run.outputs]
+    outs = [{o.name: from_file_layout(out[o.key], o.layout) for o in outputs} for out in run.outputs]
     return outs, run.placement
 
 
-def gpu_check(path: str | Path, artifact: dict, lrs: list[np.ndarray]) -> dict:
+def gpu_check(path: str | Path, inputs: tuple[TensorIO, ...], outputs: tuple[TensorIO, ...],
+              lrs: list[np.ndarray]) -> dict:
     """The manifest's ``gpu`` record of one TFLite file: placement under the GPU
     accelerator and, per precision, each stage's max-abs difference from the CPU
     interpreter (XNNPACK) on ``lrs`` (``null``, and listed under ``nonfinite``, where the
@@ -166,12 +167,12 @@ def gpu_check(path: str | Path, artifact: dict, lrs: list[np.ndarray]) -> dict:
     Vulkan device or accelerator can run it."""
     from .runtimes import LiteRunner
 
-    cpu = LiteRunner(Path(path), artifact, threads=2)
+    cpu = LiteRunner(Path(path), inputs, outputs, threads=2)
     reference = [cpu(lr) for lr in lrs]
     record: dict = {"status": "checked", "inputs": len(lrs), "max_abs_vs_cpu": {}}
     try:
         for precision in PRECISIONS:
-            outs, placement = stage_outputs(path, artifact, lrs, precision)
+            outs, placement = stage_outputs(path, inputs, outputs, lrs, precision)
             errors = {stage: float(max(np.abs(o[stage] - r[stage]).max() for o, r in zip(outs, reference)))
                       for stage in reference[0]}
             # JSON has no NaN: a stage whose GPU output is not finite is null, and listed

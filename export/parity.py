@@ -33,7 +33,7 @@ from mobile_kernelnet.testset import load_testset
 
 from .formats import FORMATS, Tolerance
 from .gpu import PRECISIONS, stage_outputs
-from .manifest import read_manifest, sha256
+from .manifest import Manifest, read_manifest, sha256
 from .runtimes import TorchRunner, open_runner
 
 SCHEMA = "mkn-parity/1"
@@ -119,7 +119,7 @@ BatchRun = Callable[[list[np.ndarray]], list[dict[str, np.ndarray]]]
 """Runs one format on every ``(1, 1, S, S)`` input; returns each input's ``{stage: NCHW array}``."""
 
 
-def desktop_run(folder: Path, manifest: dict, fmt: str) -> BatchRun:
+def desktop_run(folder: Path, manifest: Manifest, fmt: str) -> BatchRun:
     """:data:`BatchRun` of ``fmt`` in its desktop runtime (2 threads)."""
     def run(lrs: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         runner = open_runner(folder, manifest, fmt, threads=2)
@@ -127,14 +127,13 @@ def desktop_run(folder: Path, manifest: dict, fmt: str) -> BatchRun:
     return run
 
 
-def check_format(folder: Path, manifest: dict, fmt: str, items: list[dict], refs: list[dict],
+def check_format(folder: Path, manifest: Manifest, fmt: str, items: list[dict], refs: list[dict],
                  tol: Tolerance, run: BatchRun | None = None) -> dict:
     """Run ``fmt`` on every item and judge it against ``tol``; never raises for a runtime error.
     ``run`` runs the format (default: :func:`desktop_run`)."""
-    art = manifest["artifacts"][fmt]
-    row = {"format": fmt, "runtime": art["runtime"], "size_mb": art["size_bytes"] / 1e6,
-           "tolerance": asdict(tol)}
-    stages = manifest["stages"]
+    art = manifest.artifact(fmt, folder)
+    row = {"format": fmt, "runtime": art.runtime, "size_mb": art.size_bytes / 1e6, "tolerance": asdict(tol)}
+    stages = manifest.stages
     try:
         t0 = time.perf_counter()
         outs = (run or desktop_run(folder, manifest, fmt))([it["lr"] for it in items])
@@ -161,26 +160,24 @@ def check_format(folder: Path, manifest: dict, fmt: str, items: list[dict], refs
     return row
 
 
-def reference_outputs(manifest: dict, testset_root: str | Path, max_images: int | None) -> tuple[list, list]:
+def reference_outputs(manifest: Manifest, testset_root: str | Path, max_images: int | None) -> tuple[list, list]:
     """The test items of an export and the PyTorch reference's stage outputs on each."""
-    items = parity_inputs(Path(testset_root) / f"sf{manifest['sf']}", manifest["sf"], manifest["input_size"],
-                          max_images)
-    reference = TorchRunner(create_model(manifest["model"], manifest["sf"], manifest["config"]),
-                            manifest["input_size"])
+    items = parity_inputs(Path(testset_root) / f"sf{manifest.sf}", manifest.sf, manifest.input_size, max_images)
+    reference = TorchRunner(create_model(manifest.model, manifest.sf, manifest.config), manifest.input_size)
     return items, [reference(it["lr"]) for it in items]
 
 
-def gpu_rows(folder: Path, manifest: dict, fmt: str, items: list[dict], refs: list[dict],
+def gpu_rows(folder: Path, manifest: Manifest, fmt: str, items: list[dict], refs: list[dict],
              tolerances: dict[str, Tolerance]) -> list[dict]:
     """One parity row per GPU precision for the TFLite format ``fmt``, with the placement
     the accelerator reported (``gpu_ops``, ``ops_total``, ``refused``)."""
-    art = manifest["artifacts"][fmt]
+    art = manifest.artifact(fmt, folder)
     rows = []
     for precision in PRECISIONS:
         placement = {}
 
         def run(lrs, precision=precision):
-            outs, where = stage_outputs(folder / art["file"], art, lrs, precision)
+            outs, where = stage_outputs(folder / art.file, art.inputs, art.outputs, lrs, precision)
             placement.update(gpu_ops=where.ops_gpu, ops_total=where.ops_total,
                              refused=[f"{r.op}: {r.reason}" for r in where.refused])
             return outs
@@ -199,28 +196,27 @@ def run_parity(folder: str | Path, testset_root: str | Path, formats: list[str] 
     manifest = read_manifest(folder)
     from mobile_kernelnet.models.registry import weights_path
 
-    wpath = weights_path(manifest["model"], manifest["config"], manifest["sf"])
-    if sha256(wpath) != manifest["weights_sha256"]:
+    wpath = weights_path(manifest.model, manifest.config, manifest.sf)
+    if sha256(wpath) != manifest.weights_sha256:
         raise ValueError(f"{wpath} differs from the weights {folder} was exported from; re-export")
-    formats = formats or list(manifest["artifacts"])
-    missing = [f for f in formats if f not in manifest["artifacts"]]
-    if missing:
-        raise ValueError(f"{folder}: no artifact for {missing} (it has {', '.join(manifest['artifacts'])})")
+    formats = formats or list(manifest.artifacts)
+    for f in formats:
+        manifest.artifact(f, folder)
     items, refs = reference_outputs(manifest, testset_root, max_images)
     rows = [check_format(folder, manifest, f, items, refs, tolerances.get(f, Tolerance())) for f in formats]
     if gpu:
-        rows += [r for f in formats if manifest["artifacts"][f]["runtime"] == "litert"
+        rows += [r for f in formats if manifest.artifacts[f].runtime == "litert"
                  for r in gpu_rows(folder, manifest, f, items, refs, tolerances)]
     rows += [{"format": f, "status": "error", "error": f"export failed: {v['error']}"}
-             for f, v in manifest.get("failed", {}).items()]
+             for f, v in manifest.failed.items()]
     return parity_report(folder, manifest, testset_root, items, refs, rows)
 
 
-def parity_report(folder: Path, manifest: dict, testset_root: str | Path, items: list[dict], refs: list[dict],
-                  rows: list[dict]) -> dict:
+def parity_report(folder: Path, manifest: Manifest, testset_root: str | Path, items: list[dict],
+                  refs: list[dict], rows: list[dict]) -> dict:
     """The report (schema :data:`SCHEMA`) around the per-format ``rows``."""
-    return {"schema": SCHEMA, "export": str(folder), "model": manifest["model"], "config": manifest["config"],
-            "sf": manifest["sf"], "input_size": manifest["input_size"],
+    return {"schema": SCHEMA, "export": str(folder), "model": manifest.model, "config": manifest.config,
+            "sf": manifest.sf, "input_size": manifest.input_size,
             "images": {"n": len(items), "testset": str(testset_root),
                        "fit": {k: sum(it["fit"] == k for it in items) for k in sorted({it["fit"] for it in items})}},
             "reference_l1": float(np.mean([kernel_l1(r["kernel"][0, 0], it["truth"]) for r, it in zip(refs, items)])),

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .manifest import Manifest, TensorIO
+
 LITERT_RESOLVERS = ("xnnpack", "builtin")
 """LiteRT op resolvers: ``xnnpack`` (the default, XNNPACK delegate applied) and
 ``builtin`` (builtin kernels without the default delegates)."""
@@ -39,16 +41,15 @@ def from_file_layout(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 class Runner:
-    """Base: ``runner(lr) -> {stage: NCHW array}``; ``inputs``/``outputs`` from the manifest."""
+    """Base: ``runner(lr) -> {stage: NCHW array}`` for a file with these ``inputs`` / ``outputs``."""
 
-    def __init__(self, artifact: dict):
-        self.artifact = artifact
-        self.input = artifact["inputs"][0]
-        self.input_nchw = [1, 1, *self.input["shape"][1:3]] if self.input["layout"] == "NHWC" else self.input["shape"]
+    def __init__(self, inputs: tuple[TensorIO, ...], outputs: tuple[TensorIO, ...] = ()):
+        self.input, self.outputs = inputs[0], outputs
+        self.input_nchw = list(self.input.nchw)
 
     def check_input(self, lr: np.ndarray) -> np.ndarray:
         lr = np.asarray(lr, dtype=np.float32)
-        if list(lr.shape) != list(self.input_nchw):
+        if list(lr.shape) != self.input_nchw:
             raise ValueError(f"input shape {list(lr.shape)} does not match the exported {self.input_nchw} (NCHW)")
         return lr
 
@@ -60,7 +61,7 @@ class TorchRunner(Runner):
     """The PyTorch reference (``torch`` spectral backend unless told otherwise)."""
 
     def __init__(self, model: torch.nn.Module, input_size: int, threads: int | None = None):
-        super().__init__({"inputs": [{"name": "lr", "shape": [1, 1, input_size, input_size], "layout": "NCHW"}]})
+        super().__init__((TensorIO("lr", (1, 1, input_size, input_size), "NCHW"),))
         self.model, self.threads = model.eval(), threads
 
     def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
@@ -74,30 +75,32 @@ class TorchRunner(Runner):
 class OnnxRunner(Runner):
     """ONNX Runtime, CPU execution provider."""
 
-    def __init__(self, path: Path, artifact: dict, threads: int | None = None):
+    def __init__(self, path: Path, inputs: tuple[TensorIO, ...], outputs: tuple[TensorIO, ...],
+                 threads: int | None = None):
         import onnxruntime as ort
 
-        super().__init__(artifact)
+        super().__init__(inputs, outputs)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.names = [o["name"] for o in artifact["outputs"]]
 
     def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
         lr = self.check_input(lr)
-        outs = self.session.run(self.names, {self.input["name"]: to_file_layout(lr, self.input["layout"])})
-        return {o["name"]: from_file_layout(v, o["layout"]) for o, v in zip(self.artifact["outputs"], outs)}
+        outs = self.session.run([o.name for o in self.outputs],
+                                {self.input.name: to_file_layout(lr, self.input.layout)})
+        return {o.name: from_file_layout(v, o.layout) for o, v in zip(self.outputs, outs)}
 
 
 class LiteRunner(Runner):
     """The LiteRT interpreter (ai-edge-litert) through the ``serving_default`` signature."""
 
-    def __init__(self, path: Path, artifact: dict, threads: int | None = None, resolver: str = "xnnpack"):
+    def __init__(self, path: Path, inputs: tuple[TensorIO, ...], outputs: tuple[TensorIO, ...],
+                 threads: int | None = None, resolver: str = "xnnpack"):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        super().__init__(artifact)
+        super().__init__(inputs, outputs)
         if resolver not in LITERT_RESOLVERS:
             raise ValueError(f"unknown LiteRT resolver {resolver!r}; one of {LITERT_RESOLVERS}")
         kind = (OpResolverType.AUTO if resolver == "xnnpack"
@@ -108,20 +111,15 @@ class LiteRunner(Runner):
 
     def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
         lr = self.check_input(lr)
-        outs = self.signature(**{self.input.get("tensor", self.input["name"]): to_file_layout(lr, self.input["layout"])})
-        return {o["name"]: from_file_layout(outs[o["tensor"]], o["layout"]) for o in self.artifact["outputs"]}
+        outs = self.signature(**{self.input.key: to_file_layout(lr, self.input.layout)})
+        return {o.name: from_file_layout(outs[o.key], o.layout) for o in self.outputs}
 
 
-def open_runner(folder: str | Path, manifest: dict, fmt: str, threads: int | None = None,
+def open_runner(folder: str | Path, manifest: Manifest, fmt: str, threads: int | None = None,
                 resolver: str = "xnnpack") -> Runner:
     """A runner for format ``fmt`` of the export directory ``folder``."""
-    if fmt not in manifest["artifacts"]:
-        raise ValueError(f"{folder}: no {fmt!r} artifact (it has {', '.join(manifest['artifacts'])})")
-    art = manifest["artifacts"][fmt]
-    path = Path(folder) / art["file"]
-    if art["runtime"] == "onnxruntime":
-        return OnnxRunner(path, art, threads)
-    if art["runtime"] == "litert":
-        return LiteRunner(path, art, threads, resolver)
-    raise ValueError(f"{fmt}: unknown runtime {art['runtime']!r}")
-
+    art = manifest.artifact(fmt, folder)
+    path = Path(folder) / art.file
+    if art.runtime == "onnxruntime":
+        return OnnxRunner(path, art.inputs, art.outputs, threads)
+    return LiteRunner(path, art.inputs, art.outputs, threads, resolver)

@@ -1,6 +1,12 @@
 """ONNX (matmul mode) -> TFLite with onnx2tf and TensorFlow; op reports.
 
-* :func:`run_onnx2tf` translates the ONNX graph to a TensorFlow SavedModel once (in
+:class:`TFLiteChain` is the whole path, in named steps, each run once per export:
+``onnx-matmul`` file -> :meth:`~TFLiteChain.saved_model` (onnx2tf) ->
+:meth:`~TFLiteChain.fp32` (the plain conversion, which ``int8`` also reads its op list
+and CNN edges from) -> :meth:`~TFLiteChain.convert` for each kind, described by one
+:class:`Conversion`.
+
+* :func:`run_onnx2tf` translates the ONNX graph to a TensorFlow SavedModel (in
   a subprocess, its own output kept in a log).
 * :func:`convert_saved_model` makes each TFLite file from that SavedModel with
   TensorFlow's converter (builtin ops only: a graph needing Flex ops fails here
@@ -19,14 +25,17 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .formats import TFLITE_KINDS
+from .manifest import TensorIO
 
 INT8_OP_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "TANH", "LOGISTIC", "LEAKY_RELU")
 """Op types quantised in ``int8``; all others are kept float."""
@@ -93,13 +102,29 @@ def cnn_edge_nodes(fp32_path: Path) -> list[str]:
     return [names[int(ops[i]["outputs"][0])] for i in sorted(edges)]
 
 
-def convert_saved_model(saved_model: Path, kind: str, calibration: np.ndarray | None = None,
-                        float_op_types: list[str] = (), float_nodes: list[str] = ()) -> bytes:
-    """A TFLite flatbuffer of ``kind`` (:data:`TFLITE_KINDS`) from ``saved_model``.
-    ``int8`` needs ``calibration`` ``(N, S, S, 1)`` float32 (NHWC) and keeps ops of
+@dataclass(frozen=True)
+class Conversion:
+    """One TFLite conversion: ``kind`` (:data:`TFLITE_KINDS`); ``int8`` also needs
+    ``calibration`` ``(N, S, S, 1)`` float32 (NHWC) and keeps the ops of
     ``float_op_types`` and the ops named in ``float_nodes`` float."""
+
+    kind: str
+    calibration: np.ndarray | None = None
+    float_op_types: tuple[str, ...] = ()
+    float_nodes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in TFLITE_KINDS:
+            raise ValueError(f"unknown TFLite kind {self.kind!r}; one of {TFLITE_KINDS}")
+        if self.kind == "int8" and (self.calibration is None or not len(self.calibration)):
+            raise ValueError("int8 needs calibration images")
+
+
+def convert_saved_model(saved_model: Path, conversion: Conversion) -> bytes:
+    """A TFLite flatbuffer of ``conversion`` from ``saved_model``."""
     import tensorflow as tf
 
+    kind = conversion.kind
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if kind == "fp32":
@@ -110,35 +135,32 @@ def convert_saved_model(saved_model: Path, kind: str, calibration: np.ndarray | 
         return converter.convert()
     if kind == "dynamic-int8":
         return converter.convert()
-    if kind != "int8":
-        raise ValueError(f"unknown TFLite kind {kind!r}; one of {TFLITE_KINDS}")
-    if calibration is None or not len(calibration):
-        raise ValueError("int8 needs calibration images")
 
     def representative():
-        for x in calibration:
+        for x in conversion.calibration:
             yield [x[None]]
 
     converter.representative_dataset = representative
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_op_types),
-                                                          denylisted_nodes=list(float_nodes))
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(conversion.float_op_types),
+                                                          denylisted_nodes=list(conversion.float_nodes))
     debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
                                                         debug_options=options)
     return debugger.get_nondebug_quantized_model()
 
 
-def convert_isolated(saved_model: Path, kind: str, out: Path, log_path: Path,
-                     calibration: np.ndarray | None = None, float_op_types: list[str] = (),
-                     float_nodes: list[str] = (), timeout_s: float = 1800) -> None:
+def convert_isolated(saved_model: Path, conversion: Conversion, out: Path, log_path: Path,
+                     timeout_s: float = 1800) -> None:
     """:func:`convert_saved_model` in a child process, writing ``out``: TensorFlow's
     converter can abort the whole process (seen: a segfault after "scale out of
     expressed type range" in S2K's int8 calibration), which must cost one format, not
     the export. Its output goes to ``log_path``; :class:`ConverterError` on failure."""
+    kind = conversion.kind
     job = {"saved_model": str(saved_model), "kind": kind, "out": str(out),
-           "float_op_types": list(float_op_types), "float_nodes": list(float_nodes), "calibration": None}
-    if calibration is not None:
+           "float_op_types": list(conversion.float_op_types), "float_nodes": list(conversion.float_nodes),
+           "calibration": None}
+    if conversion.calibration is not None:
         job["calibration"] = str(out.with_suffix(".calibration.npy"))
-        np.save(job["calibration"], calibration)
+        np.save(job["calibration"], conversion.calibration)
     cmd = [sys.executable, "-m", "export.tflite_formats", json.dumps(job)]
     try:
         with open(log_path, "w") as log:
@@ -160,9 +182,41 @@ def convert_isolated(saved_model: Path, kind: str, out: Path, log_path: Path,
 def _convert_job(job: dict) -> None:
     """Child side of :func:`convert_isolated`."""
     calibration = np.load(job["calibration"]) if job["calibration"] else None
-    data = convert_saved_model(Path(job["saved_model"]), job["kind"], calibration, job["float_op_types"],
-                               job["float_nodes"])
-    Path(job["out"]).write_bytes(data)
+    conversion = Conversion(job["kind"], calibration, tuple(job["float_op_types"]), tuple(job["float_nodes"]))
+    Path(job["out"]).write_bytes(convert_saved_model(Path(job["saved_model"]), conversion))
+
+
+class TFLiteChain:
+    """The TFLite path of one export: ``onnx_file`` (an ``onnx-matmul`` file) -> SavedModel ->
+    fp32 -> each kind. Intermediate files live in ``scratch``; converter logs in ``logs``."""
+
+    def __init__(self, onnx_file: Path, scratch: Path, logs: Path):
+        self.onnx_file, self.scratch, self.logs = onnx_file, scratch, logs
+        self._saved_model: Path | None = None
+        self._fp32: Path | None = None
+
+    def saved_model(self) -> Path:
+        """Step 1: onnx2tf's SavedModel (onnx2tf rewrites the file it is given, so it gets a copy)."""
+        if self._saved_model is None:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            copy = Path(shutil.copy(self.onnx_file, self.scratch / "model.onnx"))
+            self._saved_model = run_onnx2tf(copy, self.scratch / "saved_model", self.logs / "onnx2tf.log")
+        return self._saved_model
+
+    def fp32(self) -> Path:
+        """Step 2: the fp32 TFLite file."""
+        if self._fp32 is None:
+            path = self.scratch / "fp32.tflite"
+            convert_isolated(self.saved_model(), Conversion("fp32"), path, self.logs / "convert-fp32.log")
+            self._fp32 = path
+        return self._fp32
+
+    def convert(self, conversion: Conversion, out: Path) -> None:
+        """Step 3: write the TFLite file of ``conversion`` to ``out`` (fp32: a copy of step 2)."""
+        if conversion.kind == "fp32":
+            shutil.copyfile(self.fp32(), out)
+        else:
+            convert_isolated(self.saved_model(), conversion, out, self.logs / f"convert-{conversion.kind}.log")
 
 
 _OP = re.compile(r"^\s*Op#(\d+) (\w+)\((.*?)\) -> \[(.*?)\]")
@@ -213,26 +267,24 @@ def analyze_tflite(path: Path) -> dict:
     return parse_analyzer(analyzer_text(path))
 
 
-def tflite_io(path: Path, onnx_io: dict) -> dict:
-    """The ``inputs``/``outputs`` manifest fields of a TFLite file. Its signature names
-    outputs ``output_0, output_1, ...`` in the ONNX output order; each field keeps the
-    ONNX name, the signature ``tensor`` name, the stored shape and its layout."""
+def tflite_io(path: Path, onnx_inputs: tuple[TensorIO, ...],
+              onnx_outputs: tuple[TensorIO, ...]) -> tuple[tuple[TensorIO, ...], tuple[TensorIO, ...]]:
+    """The inputs and outputs of a TFLite file converted from an ONNX file with these.
+    Its signature names outputs ``output_0, output_1, ...`` in the ONNX output order; each
+    keeps the ONNX name, with the signature ``tensor`` name, the stored shape and its layout."""
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=str(path)).get_signature_runner()
     found = {"inputs": runner.get_input_details(), "outputs": runner.get_output_details()}
-    result = {}
-    for side in ("inputs", "outputs"):
-        names = [io_["name"] for io_ in onnx_io[side]]
-        tensors = names if side == "inputs" else [f"output_{i}" for i in range(len(names))]
+    result = []
+    for side, onnx_io in (("inputs", onnx_inputs), ("outputs", onnx_outputs)):
+        tensors = [t.name for t in onnx_io] if side == "inputs" else [f"output_{i}" for i in range(len(onnx_io))]
         if sorted(tensors) != sorted(found[side]):
             raise ConverterError(f"{path.name}: signature {side} {sorted(found[side])}, expected {tensors}")
-        result[side] = []
-        for io_, tensor in zip(onnx_io[side], tensors):
-            shape = [int(d) for d in found[side][tensor]["shape"]]
-            result[side].append({"name": io_["name"], "tensor": tensor, "shape": shape,
-                                 "layout": layout_of(shape, io_["shape"])})
-    return result
+        shapes = [tuple(int(d) for d in found[side][tensor]["shape"]) for tensor in tensors]
+        result.append(tuple(TensorIO(t.name, shape, layout_of(list(shape), list(t.shape)), tensor)
+                            for t, tensor, shape in zip(onnx_io, tensors, shapes)))
+    return result[0], result[1]
 
 
 def layout_of(shape: list[int], nchw: list[int]) -> str:

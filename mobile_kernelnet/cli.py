@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from export.formats import FORMATS
+
+if TYPE_CHECKING:
+    from export.manifest import Artifact
 
 SHADES = " .:-=+*#%@"
 EXPORT_FORMATS = tuple(FORMATS)
@@ -188,21 +192,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"mkn export: error: {exc}", file=sys.stderr)
         return 1 if args.out.exists() else 2
-    for fmt, art in manifest["artifacts"].items():
-        nodes = (f", nodes {art['nodes_before_onnxsim']} -> {art['nodes_after_onnxsim']} (onnxsim)"
-                 if "nodes_after_onnxsim" in art else "")
-        print(f"{fmt:<21} {art['file']:<44} {art['size_bytes'] / 1e6:7.3f} MB{nodes}{placement_note(art)}")
+    for fmt, art in manifest.artifacts.items():
+        nodes = (f", nodes {art.details['nodes_before_onnxsim']} -> {art.details['nodes_after_onnxsim']} (onnxsim)"
+                 if "nodes_after_onnxsim" in art.details else "")
+        print(f"{fmt:<21} {art.file:<44} {art.size_bytes / 1e6:7.3f} MB{nodes}{placement_note(art)}")
     print(f"wrote {args.out / 'manifest.json'}")
     return 0
 
 
-def placement_note(art: dict) -> str:
+def placement_note(art: Artifact) -> str:
     """``, GPU 157/157 ops, qualcomm:SM8650 1 partition ...`` for a TFLite artifact."""
     note = ""
-    if gpu := art.get("gpu"):
+    if gpu := art.gpu:
         note += (f", GPU {gpu['ops_gpu']}/{gpu['ops_total']} ops" if gpu["status"] == "checked"
                  else f", GPU not checked ({gpu['error'].splitlines()[0]})")
-    for target, r in art.get("npu", {}).items():
+    for target, r in art.npu.items():
         note += (f", {target} {r['ops_offloaded']}/{r['ops_total']} ops in {r['partitions']} partition(s)"
                  if r["status"] == "compiled" else f", {target} FAILED (see {r['log']})")
     return note
@@ -213,7 +217,7 @@ def require_export_testset(export_dir: Path, testset: Path) -> None:
     :func:`testset.require_testset`)."""
     from export.manifest import read_manifest
     from .testset import require_testset
-    require_testset(testset, read_manifest(export_dir, verify=False)["sf"])
+    require_testset(testset, read_manifest(export_dir, verify=False).sf)
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -236,7 +240,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from bench.benchmark import SCHEMA, load_baseline, run_bench
+    from bench.benchmark import bench_document, load_baseline, run_bench
     from bench.latency import machine_info
     from bench.report import write_reports
     from export.manifest import tool_versions
@@ -245,13 +249,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     baseline = load_baseline(args.baseline) if args.baseline else None
     require_export_testset(args.dir, args.testset)
     machine = {**machine_info(), "tools": tool_versions()}
-    records: list[dict] = []
+    records: list = []
 
     def save(complete: bool) -> None:
-        write_json({"schema": SCHEMA, "machine": machine, "export": str(args.dir), "complete": complete,
-                    "records": records}, args.json)
+        write_json(bench_document(machine, args.dir, complete, records), args.json)
 
-    def on_group(group: list[dict]) -> None:
+    def on_group(group: list) -> None:
         records.extend(group)
         save(False)
 
@@ -268,11 +271,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"mkn bench: WARNING: machine busy, timings marked busy: {reason}", file=sys.stderr)
     print(write_reports(records, machine, args.json))
     if baseline is None:
-        return EXIT_INPUT_FAILED if any(r.get("status") != "ok" for r in records) else EXIT_OK
+        return EXIT_INPUT_FAILED if any(not r.ok for r in records) else EXIT_OK
     return regression_gate(records, baseline, args.baseline, args.max_slowdown, args.max_l1_increase)
 
 
-def regression_gate(records: list[dict], baseline: list[dict], name: Path, max_slowdown: float,
+def regression_gate(records: list, baseline: list, name: Path, max_slowdown: float,
                     max_l1_increase: float) -> int:
     """Compare ``records`` with the ``baseline`` records (from file ``name``), print what
     regressed; exit status 1 on a regression or when nothing matches, else 0."""
@@ -334,10 +337,10 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
     if not records:
         return EXIT_INPUT_FAILED
     print(write_reports(records, report.machine(), args.json, with_plot=False))
-    failed = [r for r in records if r["status"] != "ok"]
+    failed = [r for r in records if not r.ok]
     if failed:
-        print(f"mkn android bench: {len(failed)} of {len(records)} runs failed; first: {failed[0]['format']} "
-              f"{failed[0]['runtime']} {failed[0]['threads']}t: {failed[0].get('error')}", file=sys.stderr)
+        print(f"mkn android bench: {len(failed)} of {len(records)} runs failed; first: {failed[0].name}: "
+              f"{failed[0].error}", file=sys.stderr)
     if baseline is not None and regression_gate(records, baseline, args.baseline, args.max_slowdown, 0.01):
         return EXIT_INPUT_FAILED
     return EXIT_INPUT_FAILED if failed or not report.complete else EXIT_OK
@@ -351,7 +354,7 @@ def print_devices(report, json_path: Path) -> None:
             continue
         print(f"mkn android bench: error: {serial}: {d['error']}", file=sys.stderr)
         if report.by_device.get(serial):
-            print(f"kept {sum(r['status'] == 'ok' for r in report.by_device[serial])} finished records of "
+            print(f"kept {sum(r.ok for r in report.by_device[serial])} finished records of "
                   f"{serial} in {json_path}; the others are marked error / not run", file=sys.stderr)
 
 
@@ -514,10 +517,11 @@ def cmd_latency(args: argparse.Namespace) -> int:
                                             args.runs, args.warmup)]
     print(f"{'model':<10} {'config':<7} {'sf':>2} {'threads':>7} {'size':>5} {'median ms':>10} {'p90 ms':>8}")
     for r in records:
-        print(f"{r['model']:<10} {r['config']:<7} {r['sf']:>2} {r['threads']:>7} {r['input_size']:>5} "
-              f"{r['latency_ms_median']:>10.2f} {r['latency_ms_p90']:>8.2f}")
+        print(f"{r.model:<10} {r.config:<7} {r.sf:>2} {r.threads:>7} {r.input_size:>5} "
+              f"{r.latency_ms_median:>10.2f} {r.latency_ms_p90:>8.2f}")
     if args.json:
-        write_json({"schema": SCHEMA, "machine": machine_info(), "records": records}, args.json)
+        write_json({"schema": SCHEMA, "machine": machine_info(), "records": [r.to_json() for r in records]},
+                   args.json)
         print(f"wrote {args.json}")
     return 0
 

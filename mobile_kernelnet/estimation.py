@@ -82,14 +82,14 @@ class KernelEstimator:
         from export.runtimes import open_runner
 
         artifact = Path(artifact)
-        manifest, fmt = find_artifact(artifact)
-        if artifact_format is not None and artifact_format != fmt:
-            raise ValueError(f"{artifact} is the {fmt} artifact of its export, not {artifact_format}")
-        if manifest["sf"] != sf:
-            raise ValueError(f"{artifact} was exported for sf {manifest['sf']}, not {sf}")
-        self.size, self.net = manifest["input_size"], None
-        self.runner = open_runner(artifact.parent, manifest, fmt, threads)
-        self.source = f"{artifact.name} ({fmt})"
+        manifest, art = find_artifact(artifact)
+        if artifact_format is not None and artifact_format != art.format:
+            raise ValueError(f"{artifact} is the {art.format} artifact of its export, not {artifact_format}")
+        if manifest.sf != sf:
+            raise ValueError(f"{artifact} was exported for sf {manifest.sf}, not {sf}")
+        self.size, self.net = manifest.input_size, None
+        self.runner = open_runner(artifact.parent, manifest, art.format, threads)
+        self.source = f"{artifact.name} ({art.format})"
 
     @classmethod
     def from_module(cls, net: torch.nn.Module, sf: int, source: str, budget: int | None = None) -> "KernelEstimator":

@@ -14,8 +14,8 @@ from export.manifest import read_manifest
 FIXTURES = Path(__file__).parent / "fixtures" / "accelerators"
 
 
-def tflite_artifacts(manifest: dict) -> dict:
-    return {f: a for f, a in manifest["artifacts"].items() if a["runtime"] == "litert"}
+def tflite_artifacts(manifest) -> dict:
+    return {f: a for f, a in manifest.artifacts.items() if a.runtime == "litert"}
 
 
 @pytest.mark.parametrize("export_fixture", ["exported", "exported_s2k"])
@@ -24,7 +24,7 @@ def test_every_tflite_file_runs_whole_on_the_gpu_accelerator(export_fixture, req
     and the fp32 GPU path equal to the CPU interpreter."""
     m = read_manifest(request.getfixturevalue(export_fixture))
     for fmt, art in tflite_artifacts(m).items():
-        g = art["gpu"]
+        g = art.gpu
         assert g["status"] == "checked", (fmt, g.get("error"))
         assert g["fully_delegated"] and g["ops_gpu"] == g["ops_total"] > 0 and g["refused"] == [], (fmt, g)
         assert "llvmpipe" in g["device"] or "VK_ICD_FILENAMES" in os.environ
@@ -42,14 +42,14 @@ def test_npu_compiles_one_partition_where_the_htp_computes_float(export_fixture,
     folder = request.getfixturevalue(export_fixture)
     m = read_manifest(folder)  # verifies the compiled files' sha256 too
     for fmt, art in tflite_artifacts(m).items():
-        ok = art["npu"]["qualcomm:SM8650"]
+        ok = art.npu["qualcomm:SM8650"]
         if fmt == "tflite-dynamic-int8":  # QNN has no hybrid (int8-weight, float-activation) kernels
             assert ok["status"] == "compiled" and ok["partitions"] > 1, ok
             assert {c["op"] for c in ok["cpu_ops"]} <= {"Conv2d", "FullyConnected", "DepthwiseConv2d"}, ok["cpu_ops"]
             continue
         assert ok["fully_offloaded"] and ok["partitions"] == 1 and ok["cpu_ops"] == [], (fmt, ok)
         assert (folder / ok["file"]).stat().st_size > 0 and ok["qnn_version"].startswith("2.")
-        old = art["npu"]["qualcomm:SM8350"]
+        old = art.npu["qualcomm:SM8350"]
         assert old["status"] == "failed" and old["file"] is None and not old["fully_offloaded"]
         assert any("PlainFloat" in e or "could not create op" in e for e in old["errors"]), old["errors"]
         assert (folder / old["log"]).is_file()
@@ -59,7 +59,7 @@ def test_npu_compiles_one_partition_where_the_htp_computes_float(export_fixture,
 def test_s2k_graph_has_no_gathers(exported_s2k, tmp_path):
     """The kernel-map resampling is two constant MatMuls, not gathers (GPU and NPU refuse those)."""
     m = read_manifest(exported_s2k)
-    ops = {n.op_type for n in onnx.load(exported_s2k / m["artifacts"]["onnx-matmul"]["file"]).graph.node}
+    ops = {n.op_type for n in onnx.load(exported_s2k / m.artifacts["onnx-matmul"].file).graph.node}
     assert not ops & {"Gather", "GatherND", "GatherElements", "Where", "Expand"}, ops
 
 
@@ -99,9 +99,9 @@ def test_missing_toolchain_is_a_clear_error_not_a_crash(exported, monkeypatch, t
     monkeypatch.setattr(npu, "TOOLCHAIN", tmp_path)
     monkeypatch.delenv("VK_ICD_FILENAMES", raising=False)
     m = read_manifest(exported)
-    art = m["artifacts"]["tflite-fp32"]
-    record = gpu.gpu_check(exported / art["file"], art, [np.zeros((1, 1, 64, 64), np.float32)])
+    art = m.artifacts["tflite-fp32"]
+    record = gpu.gpu_check(exported / art.file, art.inputs, art.outputs, [np.zeros((1, 1, 64, 64), np.float32)])
     assert record["status"] == "unavailable" and "make toolchain" in record["error"]
     with pytest.raises(npu.NpuUnavailable, match="make toolchain"):
-        npu.compile_for(exported / art["file"], npu.NpuTarget("qualcomm", "SM8650"), tmp_path / "x.tflite",
+        npu.compile_for(exported / art.file, npu.NpuTarget("qualcomm", "SM8650"), tmp_path / "x.tflite",
                         tmp_path / "x.log")

@@ -307,12 +307,14 @@ def test_bootstrap_interval_and_throttling_summary():
 
 def test_gate_compares_intervals_when_both_sides_have_them():
     from bench.benchmark import compare
-    key = {"model": "kernelnet", "config": "mobile", "sf": 2, "format": "tflite-int8", "runtime": "android-cpu",
-           "threads": 1, "input_size": 256, "device": "A", "status": "ok", "kernel_l1": 0.3}
-    old = {**key, "latency_ms_median": 10.0, "latency_ms_median_ci95": [9.0, 12.0]}
-    noisy = {**key, "latency_ms_median": 12.0, "latency_ms_median_ci95": [10.0, 14.0]}  # x1.2 medians, overlapping
-    slow = {**key, "latency_ms_median": 16.0, "latency_ms_median_ci95": [15.0, 17.0]}
+    from bench.records import BenchRecord
+
+    def rec(median, ci, device="A"):
+        return BenchRecord("kernelnet", "mobile", 2, "tflite-int8", "android-cpu", 1, 256, status="ok",
+                           device=device, kernel_l1=0.3, latency_ms_median=median, latency_ms_median_ci95=ci)
+    old, noisy = rec(10.0, [9.0, 12.0]), rec(12.0, [10.0, 14.0])  # x1.2 medians, overlapping
+    slow = rec(16.0, [15.0, 17.0])
     assert compare([noisy], [old], 1.1, 0.01)["regressions"] == []
     (line,) = compare([slow], [old], 1.1, 0.01)["regressions"]
     assert "95% interval [9.00, 12.00] -> [15.00, 17.00]" in line and "on A" in line
-    assert compare([{**slow, "device": "B"}], [old], 1.1, 0.01)["matched"] == 0  # another phone
+    assert compare([rec(16.0, [15.0, 17.0], device="B")], [old], 1.1, 0.01)["matched"] == 0  # another phone

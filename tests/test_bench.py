@@ -1,11 +1,13 @@
 """`mkn bench` over the CI export: records, report files, regression gate, Ctrl-C."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from bench import benchmark
-from bench.benchmark import KEY, compare, run_bench
+from bench.benchmark import compare, run_bench
+from bench.records import KEY, BenchRecord
 from bench.report import markdown, table
 from bench.roofline import model_flops
 from conftest import EXPORT_SIZE
@@ -21,27 +23,28 @@ def records(exported, testset_root_sf2):
     records, check = run_bench(exported, None, [1], runs=3, warmup=1, testset_root=testset_root_sf2,
                                max_images=2, progress=False)
     assert set(check) == {"sgemm_gflops_start", "sgemm_gflops_end", "busy_reasons"}
-    assert all(r["busy"] == bool(check["busy_reasons"]) for r in records)
+    assert all(r.busy == bool(check["busy_reasons"]) for r in records)
     return records
 
 
 def test_every_format_and_runtime_gets_a_complete_record(records):
-    got = {(r["format"], r["runtime"]) for r in records}
+    got = {(r.format, r.runtime) for r in records}
     assert ("pytorch", "torch-eager") in got and ("onnx-dft", "onnxruntime-cpu") in got
     for kind in ("fp32", "fp16", "dynamic-int8", "int8"):
         assert {(f"tflite-{kind}", "litert-xnnpack"), (f"tflite-{kind}", "litert-builtin")} <= got
     assert len(records) == 1 + 2 + 4 * 2
     for r in records:
-        assert r["status"] == "ok" and FIELDS <= set(r), r
-        assert 0 < r["latency_ms_median"] <= r["latency_ms_p90"] and r["input_size"] == EXPORT_SIZE
-    l1 = {r["format"]: r["kernel_l1"] for r in records}
+        assert r.ok and FIELDS <= set(r.to_json()), r
+        assert 0 < r.latency_ms_median <= r.latency_ms_p90 and r.input_size == EXPORT_SIZE
+        assert BenchRecord.from_json(json.loads(json.dumps(r.to_json())), "test") == r  # JSON round trip
+    l1 = {r.format: r.kernel_l1 for r in records}
     assert abs(l1["tflite-fp32"] - l1["pytorch"]) < 1e-4  # the same kernels, so the same L1
 
 
 def test_report_table_and_markdown_show_every_record(records):
     text, md = table(records), markdown(records, {"cpu": "test cpu", "cores": 2})
     for r in records:
-        assert r["format"] in text and r["runtime"] in md
+        assert r.format in text and r.runtime in md
     assert md.startswith("Machine: test cpu, 2 cores") and md.count("\n| ") == len(records) + 1
 
 
@@ -49,13 +52,13 @@ def test_tflite_records_carry_the_placement_the_export_measured(records, exporte
     from export.manifest import read_manifest
     m = read_manifest(exported)
     for r in records:
-        art = m["artifacts"].get(r["format"], {})
-        if r["format"].startswith("tflite-"):
-            assert (r["gpu_ops"], r["ops_total"]) == (art["gpu"]["ops_gpu"], art["gpu"]["ops_total"])
-            assert r["npu_partitions"]["qualcomm:SM8350"] is None  # fixed-point HTP: the float islands fail
-            assert r["npu_partitions"]["qualcomm:SM8650"] == art["npu"]["qualcomm:SM8650"]["partitions"]
+        art = m.artifacts.get(r.format)
+        if r.format.startswith("tflite-"):
+            assert (r.gpu_ops, r.ops_total) == (art.gpu["ops_gpu"], art.gpu["ops_total"])
+            assert r.npu_partitions["qualcomm:SM8350"] is None  # fixed-point HTP: the float islands fail
+            assert r.npu_partitions["qualcomm:SM8650"] == art.npu["qualcomm:SM8650"]["partitions"]
         else:
-            assert "gpu_ops" not in r and "npu_partitions" not in r
+            assert r.gpu_ops is None and r.npu_partitions is None
     assert "SM8350 x, SM8650 1" in table(records) and "GPU ops" in markdown(records, {})
 
 
@@ -65,21 +68,20 @@ def test_placement_table_lists_every_tflite_file(exported, capsys):
     assert main(["placement", str(exported)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| model | sf | input | file | GPU ops | SM8350 | SM8650 |" and len(lines) == 2 + 4
-    fp32 = m["artifacts"]["tflite-fp32"]["gpu"]
+    fp32 = m.artifacts["tflite-fp32"].gpu
     assert f"| kernelnet | 2 | {EXPORT_SIZE} | tflite-fp32 | {fp32['ops_gpu']}/{fp32['ops_total']} | x | 1 |" in lines
     assert any("tflite-dynamic-int8" in line and line.endswith("* |") for line in lines)  # hybrid convs on CPU
 
 
 def test_gate_flags_slower_or_less_accurate_records_only(records):
     assert compare(records, records, 1.10, 0.01) == {"matched": len(records), "regressions": []}
-    slow = [dict(r, latency_ms_median=r["latency_ms_median"] * (1.5 if r["format"] == "onnx-dft" else 1.0))
+    slow = [replace(r, latency_ms_median=r.latency_ms_median * (1.5 if r.format == "onnx-dft" else 1.0))
             for r in records]
-    worse = [dict(r, kernel_l1=r["kernel_l1"] + (0.02 if r["runtime"] == "litert-builtin" else 0.0))
-             for r in records]
+    worse = [replace(r, kernel_l1=r.kernel_l1 + (0.02 if r.runtime == "litert-builtin" else 0.0)) for r in records]
     assert [g.split(":")[0] for g in compare(slow, records, 1.10, 0.01)["regressions"]] == \
         ["onnx-dft/onnxruntime-cpu 1t 64px"]
     assert len(compare(worse, records, 1.10, 0.01)["regressions"]) == 4
-    other_size = [dict(r, input_size=999) for r in records]
+    other_size = [replace(r, input_size=999) for r in records]
     assert compare(other_size, records, 1.10, 0.01)["matched"] == 0
 
 
@@ -144,7 +146,7 @@ def test_other_sizes_are_exported_beside_and_reused(exported, testset_root_sf2):
     manifest = json.loads((beside / "manifest.json").read_text())
     assert manifest["input_size"] == 48 and set(manifest["artifacts"]) == set(
         json.loads((exported / "manifest.json").read_text())["artifacts"])
-    assert {r["input_size"] for r in recs} == {48} and all(r["status"] == "ok" for r in recs)
+    assert {r.input_size for r in recs} == {48} and all(r.ok for r in recs)
     stamp = (beside / "manifest.json").stat().st_mtime_ns
     run_bench(exported, [48], [1], runs=1, warmup=0, testset_root=testset_root_sf2, max_images=1, progress=False)
     assert (beside / "manifest.json").stat().st_mtime_ns == stamp  # reused, not exported again
@@ -158,15 +160,15 @@ def test_each_target_runs_in_its_own_process(exported):
     targets = [t for t in benchmark.targets_of(exported, manifest) if t.runtime in ("torch-eager", "litert-xnnpack")]
     recs = benchmark.bench_group(targets[:3], manifest, 1, runs=2, warmup=0, l1={}, flops=10 ** 6,
                                  peak_gflops=100.0)
-    assert all(r["status"] == "ok" and r["peak_memory_mb"] > 0 for r in recs)
-    pids = {r["pid"] for r in recs}
+    assert all(r.ok and r.peak_memory_mb > 0 for r in recs)
+    pids = {r.extra["pid"] for r in recs}
     assert len(pids) == 3 and os.getpid() not in pids
 
 
 def test_busy_machine_is_detected():
     from bench.benchmark import busy_reasons
-    ok = [{"format": "f", "runtime": "r", "threads": 1, "input_size": 64, "status": "ok", "ratio_to_floor": 3.0}]
+    ok = [BenchRecord("m", "c", 2, "f", "r", 1, 64, status="ok", ratio_to_floor=3.0)]
     assert busy_reasons({1: 100.0}, {1: 110.0}, ok) == []
     assert "moved 100 -> 70" in busy_reasons({1: 100.0}, {1: 70.0}, ok)[0]
-    below = [dict(ok[0], ratio_to_floor=0.8)]
+    below = [replace(ok[0], ratio_to_floor=0.8)]
     assert "below its floor" in busy_reasons({1: 100.0}, {1: 100.0}, below)[0]

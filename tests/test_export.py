@@ -2,6 +2,7 @@
 in the real runtimes (ONNX Runtime, LiteRT) against PyTorch on test-set images."""
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from export import tflite_formats
 from export.exporter import ExportError, export
 from export.formats import FORMATS
-from export.manifest import read_manifest, sha256
+from export.manifest import TensorIO, read_manifest, sha256
 from export.gpu import PRECISIONS
 from export.parity import DEFAULT_TOLERANCES, error_grows_at, gpu_row, parse_tolerance, run_parity
 from export.runtimes import TorchRunner, from_file_layout, open_runner, to_file_layout
@@ -26,7 +27,7 @@ def test_one_format_table_feeds_export_parity_bench_and_cli():
     from export.exporter import BUILDERS
     from export.parity import FILE_TOLERANCES
     assert EXPORT_FORMATS == tuple(FORMATS) == tuple(BUILDERS) == tuple(FILE_TOLERANCES)
-    manifest = {"artifacts": {f: {"runtime": FORMATS[f].runtime} for f in FORMATS}}
+    manifest = SimpleNamespace(artifacts=dict.fromkeys(FORMATS))
     assert {t.format for t in targets_of(None, manifest)} == set(FORMATS) | {"pytorch"}
 
 
@@ -46,22 +47,25 @@ def test_every_format_passes_parity_at_default_tolerances(exported, testset_root
 
 def test_manifest_records_files_layouts_and_tools(exported):
     m = read_manifest(exported)  # verifies every sha256
-    assert m["stages"] == ["grads", "k_lr", "k_coarse", "kernel"]
-    for fmt, art in m["artifacts"].items():
-        assert (exported / art["file"]).stat().st_size == art["size_bytes"]
-        assert [o["name"] for o in art["outputs"]] == m["stages"]
-    assert m["artifacts"]["onnx-matmul"]["inputs"][0] == {"name": "lr", "shape": [1, 1, SIZE, SIZE], "layout": "NCHW"}
-    fp32 = m["artifacts"]["tflite-fp32"]
-    assert fp32["inputs"][0]["layout"] == "NHWC" and fp32["inputs"][0]["shape"] == [1, SIZE, SIZE, 1]
-    kernel_out = [o for o in fp32["outputs"] if o["name"] == "kernel"][0]
-    assert kernel_out["layout"] == "NHWC" and kernel_out["shape"] == [1, 15, 15, 1]
-    assert "DFT" in m["artifacts"]["onnx-dft"]["ops"] and "DFT" not in m["artifacts"]["onnx-matmul"]["ops"]
-    assert m["artifacts"]["onnx-matmul"]["nodes_after_onnxsim"] <= m["artifacts"]["onnx-matmul"]["nodes_before_onnxsim"]
-    assert m["tools"]["onnx2tf"] == "1.28.8" and m["failed"] == {}
-    q = m["artifacts"]["tflite-int8"]["quantization"]
+    assert m.stages == ("grads", "k_lr", "k_coarse", "kernel")
+    for fmt, art in m.artifacts.items():
+        assert (exported / art.file).stat().st_size == art.size_bytes and art.format == fmt
+        assert tuple(o.name for o in art.outputs) == m.stages
+    assert m.artifacts["onnx-matmul"].input == TensorIO("lr", (1, 1, SIZE, SIZE), "NCHW")
+    fp32 = m.artifacts["tflite-fp32"]
+    assert fp32.input.layout == "NHWC" and fp32.input.shape == (1, SIZE, SIZE, 1) and fp32.input.key == "lr"
+    kernel_out = [o for o in fp32.outputs if o.name == "kernel"][0]
+    assert kernel_out.layout == "NHWC" and kernel_out.shape == (1, 15, 15, 1) and kernel_out.nchw == (1, 1, 15, 15)
+    onnx = {f: m.artifacts[f].details for f in ("onnx-dft", "onnx-matmul")}
+    assert "DFT" in onnx["onnx-dft"]["ops"] and "DFT" not in onnx["onnx-matmul"]["ops"]
+    assert onnx["onnx-matmul"]["nodes_after_onnxsim"] <= onnx["onnx-matmul"]["nodes_before_onnxsim"]
+    assert m.tools["onnx2tf"] == "1.28.8" and m.failed == {}
+    q = m.artifacts["tflite-int8"].quantization
     assert "DIV" in q["float_op_types"] and "CONV_2D" not in q["float_op_types"]
     assert q["why_float"] == create_model("kernelnet", 2, "mobile").int8_float_reason  # the model's words
-    assert m["artifacts"]["tflite-int8"]["numeric"]["int8"].get("CONV_2D", 0) > 0
+    assert m.artifacts["tflite-int8"].details["numeric"]["int8"].get("CONV_2D", 0) > 0
+    # the typed manifest writes back exactly the JSON it read
+    assert m.to_json() == json.loads((exported / "manifest.json").read_text())
 
 
 def test_runners_return_nchw_stages_equal_to_torch(exported):
@@ -72,7 +76,7 @@ def test_runners_return_nchw_stages_equal_to_torch(exported):
     ref = TorchRunner(create_model("kernelnet", 2, "mobile"), SIZE)(lr)
     for fmt in ("onnx-dft", "onnx-matmul", "tflite-fp32"):
         out = open_runner(exported, m, fmt)(lr)
-        for stage in m["stages"]:
+        for stage in m.stages:
             assert out[stage].shape == ref[stage].shape, (fmt, stage)
             np.testing.assert_allclose(out[stage], ref[stage], atol=2e-4, err_msg=f"{fmt} {stage}")
     with pytest.raises(ValueError, match="does not match the exported"):
@@ -110,7 +114,7 @@ def test_parity_refuses_a_changed_artifact(exported, testset_root_sf2, tmp_path)
     copy = tmp_path / "copy"
     shutil.copytree(exported, copy)
     m = read_manifest(copy)
-    f = copy / m["artifacts"]["tflite-fp32"]["file"]
+    f = copy / m.artifacts["tflite-fp32"].file
     f.write_bytes(f.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(ValueError, match="sha256 differs"):
         run_parity(copy, testset_root_sf2)
@@ -119,7 +123,7 @@ def test_parity_refuses_a_changed_artifact(exported, testset_root_sf2, tmp_path)
 def test_estimate_runs_an_exported_file(exported, testset_root_sf2, tmp_path, capsys):
     m = read_manifest(exported)
     png = sorted((testset_root_sf2 / "sf2").glob("*.png"))[0]
-    art = exported / m["artifacts"]["tflite-fp16"]["file"]
+    art = exported / m.artifacts["tflite-fp16"].file
     assert main(["estimate", str(png), "--sf", "2", "--format", "tflite-fp16", "--model-file", str(art),
                  "--out", str(tmp_path)]) == 0
     assert "(tflite-fp16)" in capsys.readouterr().out
@@ -141,7 +145,7 @@ def test_estimate_runs_an_exported_file(exported, testset_root_sf2, tmp_path, ca
     big = tmp_path / "big.png"
     write_png(big, np.tile(read_image(png), (2, 3)))
     torch_k = estimate_kernel(str(big), sf=2, budget=SIZE)
-    file_k = estimate_kernel(str(big), sf=2, artifact=exported / m["artifacts"]["tflite-fp32"]["file"])
+    file_k = estimate_kernel(str(big), sf=2, artifact=exported / m.artifacts["tflite-fp32"].file)
     assert torch_k.window == file_k.window and torch_k.window.how == "edge-energy crop"
     assert np.abs(torch_k.kernel - file_k.kernel).max() < 1e-4
     assert main(["estimate", str(png), "--sf", "2", "--format", "tflite-fp32", "--model-file", str(art),
@@ -177,8 +181,8 @@ def test_converter_failure_keeps_its_message_and_leaves_no_tflite(tmp_path, monk
     with pytest.raises(ExportError, match="tflite-fp32"):
         export("kernelnet", "mobile", 2, SIZE, ["tflite-fp32"], out, progress=lambda _: None)
     m = read_manifest(out)
-    assert set(m["artifacts"]) == {"onnx-matmul"} and "tflite-fp32" in m["failed"]
-    assert "onnx2tf failed" in m["failed"]["tflite-fp32"]["error"]
+    assert set(m.artifacts) == {"onnx-matmul"} and "tflite-fp32" in m.failed
+    assert "onnx2tf failed" in m.failed["tflite-fp32"]["error"]
     assert "no-such-onnx2tf-flag" in (out / "logs" / "onnx2tf.log").read_text()  # onnx2tf's own words
     assert not list(out.glob("*.tflite")) and not list(tmp_path.glob(".*partial*"))
     assert main(["export", "--sf", "2", "--input-size", str(SIZE), "--to", "tflite-fp32", "--out", str(out),
@@ -191,8 +195,12 @@ def test_tflite_conversion_runs_isolated_and_keeps_the_converters_words(tmp_path
     so a failure is a ConverterError naming its log, and no file is left."""
     out, log = tmp_path / "m.tflite", tmp_path / "convert.log"
     with pytest.raises(tflite_formats.ConverterError, match="converter failed .* logs/convert.log"):
-        tflite_formats.convert_isolated(tmp_path / "no_saved_model", "fp32", out, log)
+        tflite_formats.convert_isolated(tmp_path / "no_saved_model", tflite_formats.Conversion("fp32"), out, log)
     assert not out.exists() and "no_saved_model" in log.read_text()
+    with pytest.raises(ValueError, match="int8 needs calibration"):
+        tflite_formats.Conversion("int8")
+    with pytest.raises(ValueError, match="unknown TFLite kind"):
+        tflite_formats.Conversion("int4")
 
 
 def test_s2k_converts_to_int8_and_passes_parity(exported_s2k, testset_root_sf2):
@@ -203,7 +211,7 @@ def test_s2k_converts_to_int8_and_passes_parity(exported_s2k, testset_root_sf2):
     rows = {r["format"]: r for r in report["formats"]}
     for name in ("tflite-int8", gpu_row("tflite-int8", "fp16"), gpu_row("tflite-fp32", "fp16")):
         assert rows[name]["status"] == "pass", (name, rows[name].get("error"))
-    why = read_manifest(exported_s2k)["artifacts"]["tflite-int8"]["quantization"]["why_float"]
+    why = read_manifest(exported_s2k).artifacts["tflite-int8"].quantization["why_float"]
     assert why.startswith("the amplitude spectrum") and "eq. 11" not in why
 
 

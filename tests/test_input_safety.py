@@ -166,6 +166,36 @@ def test_bench_baseline_is_checked_first(tmp_path, content, why, capsys):
     assert why in err and str(baseline) in err and "Traceback" not in err
 
 
+VALID_EMPTY_MANIFEST = {"schema": "mkn-export/1", "model": "kernelnet", "config": "mobile", "sf": 3, "input_size": 168,
+                        "kernel_size": 15, "stages": ["kernel"], "weights_sha256": "0" * 64, "tools": {},
+                        "artifacts": {}}
+
+
+@pytest.mark.parametrize("change, why", [
+    (dict(sf="3"), "sf: expected int"),
+    (dict(stages=None), "missing 'stages'"),
+    (dict(artifacts={"onnx-dft": {"file": "m.onnx", "sha256": "x", "size_bytes": 1, "runtime": "tensorrt",
+                                  "spectral_mode": "dft", "inputs": [], "outputs": []}}), "runtime: 'tensorrt'"),
+    (dict(artifacts={"onnx-dft": {"file": "m.onnx", "sha256": "x", "size_bytes": 1, "runtime": "onnxruntime",
+                                  "spectral_mode": "dft", "inputs": [{"name": "lr", "shape": [1, 1, 8], "layout": "NCHW"}],
+                                  "outputs": []}}), r"inputs\[0\].shape: expected 4 positive ints"),
+    (dict(artifacts={"onnx-dft": {"file": "m.onnx", "sha256": "x", "size_bytes": 1, "runtime": "onnxruntime",
+                                  "spectral_mode": "dft",
+                                  "inputs": [{"name": "lr", "shape": [1, 1, 8, 8], "layout": "NCHW"}],
+                                  "outputs": [{"name": "grads", "shape": [1, 1, 8, 8], "layout": "CHWN"}]}}),
+     r"outputs\[0\].layout: 'CHWN'"),
+])
+def test_manifest_is_validated_on_load_naming_the_field(tmp_path, change, why, capsys):
+    """A manifest that is JSON but not the schema fails when read, saying which field is wrong."""
+    from export.manifest import ManifestError, read_manifest
+    data = {k: v for k, v in {**VALID_EMPTY_MANIFEST, **change}.items() if v is not None}
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=why):
+        read_manifest(tmp_path)
+    assert main(["placement", str(tmp_path)]) == EXIT_USAGE
+    assert str(tmp_path / "manifest.json") in capsys.readouterr().err
+
+
 def test_broken_manifest_names_its_file(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text('{"schema": \n')
     assert main(["parity", str(tmp_path), "--testset", str(tmp_path)]) == EXIT_USAGE
@@ -262,7 +292,7 @@ def test_a_bad_image_exits_1_in_estimate_and_sr(tmp_path):
 def test_parity_and_bench_name_the_command_that_builds_the_testset(tmp_path, capsys):
     export = tmp_path / "export"
     export.mkdir()
-    (export / "manifest.json").write_text(json.dumps({"schema": "mkn-export/1", "sf": 3, "artifacts": {}}))
+    (export / "manifest.json").write_text(json.dumps(VALID_EMPTY_MANIFEST))
     for cmd in (["parity", str(export)], ["bench", str(export), "--json", str(tmp_path / "b.json")]):
         assert main([*cmd, "--testset", str(tmp_path / "nowhere")]) == EXIT_USAGE
         err = capsys.readouterr().err

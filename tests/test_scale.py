@@ -134,7 +134,7 @@ def test_collection_joins_a_running_cluster(photos, tmp_path, capsys):
 
 def test_collection_runs_an_exported_file_in_its_runtime(photos, exported, tmp_path, local_ray):
     from export.manifest import read_manifest, sha256
-    art = exported / read_manifest(exported)["artifacts"]["onnx-matmul"]["file"]
+    art = exported / read_manifest(exported).artifacts["onnx-matmul"].file
     run = CollectionRun(2, "kernelnet", model_file=str(art), model_file_sha256=sha256(art), format="onnx-matmul")
     summary = estimate_collection(str(photos / "cam_*.jpg"), tmp_path / "k.parquet", run)
     assert (summary.listed, summary.estimated, summary.failed) == (3, 3, 0)
