@@ -567,10 +567,14 @@ def add_estimate_collection_parser(sub) -> None:
     ec.set_defaults(func=cmd_estimate_collection)
 
 
+def command_group(sub, name: str, help: str):
+    """A command with subcommands (``mkn NAME SUBCOMMAND``); returns their subparsers."""
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True)
+
+
 def add_pool_parser(sub) -> None:
     """`mkn pool`."""
-    po = sub.add_parser("pool", help="kernel pools for training")
-    psub = po.add_subparsers(dest="pool_command", required=True)
+    psub = command_group(sub, "pool", "kernel pools for training")
     pb = psub.add_parser("build", help="a training pool from `mkn estimate-collection` output (+ report, PNG)")
     pb.add_argument("estimates", type=Path, help="an estimate-collection output folder")
     pb.add_argument("--filter", help="keep rows matching this pandas query, e.g. \"iso < 800\"")
@@ -633,8 +637,7 @@ def add_bench_parser(sub) -> None:
 
 def add_android_parser(sub) -> None:
     """`mkn android devices | bench | parity`."""
-    a = sub.add_parser("android", help="devices and on-device benchmarks over adb")
-    asub = a.add_subparsers(dest="android_command", required=True)
+    asub = command_group(sub, "android", "devices and on-device benchmarks over adb")
     ad = asub.add_parser("devices", help="list attached devices and their state")
     ad.add_argument("--adb", help="adb executable (default: $ADB, then PATH)")
     ad.set_defaults(func=cmd_android_devices)

@@ -22,17 +22,21 @@ NPU_TARGETS = "qualcomm:SM8350,SM8650"
 """CI's NPU compiles: a fixed-point-only HTP (v68) and a float-capable one (v75)."""
 
 
+def _export(tmp_path_factory, name: str, model: str, size: int, formats: list[str]):
+    from export.exporter import export
+    from export.npu import parse_targets
+    out = tmp_path_factory.mktemp("export") / name
+    export(model, "mobile", 2, size, formats, out, calibration_n=8, npu=parse_targets(NPU_TARGETS),
+           progress=lambda _: None)
+    return out
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """The shipped mobile sf 2 KernelNet exported to every format, TFLite files compiled for
     :data:`NPU_TARGETS` (once per session)."""
-    from export.exporter import export
     from export.formats import FORMATS
-    from export.npu import parse_targets
-    out = tmp_path_factory.mktemp("export") / "kn_sf2"
-    export("kernelnet", "mobile", 2, EXPORT_SIZE, list(FORMATS), out, calibration_n=8,
-           npu=parse_targets(NPU_TARGETS), progress=lambda _: None)
-    return out
+    return _export(tmp_path_factory, "kn_sf2", "kernelnet", EXPORT_SIZE, list(FORMATS))
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +44,21 @@ def exported_s2k(tmp_path_factory):
     """The shipped mobile sf 2 S2K as fp32 and int8 TFLite at 96 px, compiled for
     :data:`NPU_TARGETS`. (At 64 px -- one spectrum crop -- onnx2tf 1.28.8 fails on a DFT
     MatMul, see NOTES.md.)"""
-    from export.exporter import export
-    from export.npu import parse_targets
-    out = tmp_path_factory.mktemp("export") / "s2k_sf2"
-    export("s2k", "mobile", 2, 96, ["tflite-fp32", "tflite-int8"], out, calibration_n=8,
-           npu=parse_targets(NPU_TARGETS), progress=lambda _: None)
-    return out
+    return _export(tmp_path_factory, "s2k_sf2", "s2k", 96, ["tflite-fp32", "tflite-int8"])
+
+
+def export_subset(src, dest, formats: list[str]):
+    """A copy of the export ``src`` holding only ``formats`` (files and a manifest listing
+    them): a real export directory for tests that need fewer targets, without exporting again."""
+    import shutil
+    from dataclasses import replace
+    from export.manifest import read_manifest, write_manifest
+    manifest = read_manifest(src)
+    dest.mkdir(parents=True)
+    for fmt in formats:
+        shutil.copy2(src / manifest.artifacts[fmt].file, dest)
+    write_manifest(dest, replace(manifest, artifacts={f: manifest.artifacts[f] for f in formats}))
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -101,12 +101,16 @@ class Stream:
             self.inbox += data
             self.cond.notify_all()
 
+    def end(self) -> None:
+        """Mark the stream closed and wake whoever waits on it (to send or to read)."""
+        self.closed = True
+        self.acked.set()
+        with self.cond:
+            self.cond.notify_all()
+
     def close(self) -> None:
         if not self.closed:
-            self.closed = True
-            self.acked.set()
-            with self.cond:
-                self.cond.notify_all()
+            self.end()
             self.conn.write(message(A_CLSE, self.local_id, self.remote_id))
 
 
@@ -198,10 +202,7 @@ class Connection:
             pass
         self.sock.close()
         for s in self.streams.values():
-            s.closed = True
-            s.acked.set()
-            with s.cond:
-                s.cond.notify_all()
+            s.end()
 
     def serve(self) -> None:
         try:

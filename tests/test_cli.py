@@ -103,9 +103,3 @@ def test_eval_missing_testset_is_a_clean_error(tmp_path, capsys):
     assert "make-testset" in capsys.readouterr().err
 
 
-def test_console_script_installed():
-    exe = shutil.which("mkn", path=str(Path(sys.executable).parent))
-    assert exe, "the `mkn` console script is not installed in this environment"
-    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
-    for cmd in ("estimate", "make-testset", "eval"):
-        assert cmd in out

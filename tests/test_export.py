@@ -31,18 +31,32 @@ def test_one_format_table_feeds_export_parity_bench_and_cli():
     assert {t.format for t in targets_of(None, manifest)} == set(FORMATS) | {"pytorch"}
 
 
-def test_every_format_passes_parity_at_default_tolerances(exported, testset_root_sf2):
-    report = run_parity(exported, testset_root_sf2, max_images=6)
-    rows = {r["format"]: r for r in report["formats"]}
-    gpu = {gpu_row(f, p) for f in FORMATS if f.startswith("tflite-") for p in PRECISIONS}
-    assert set(rows) == set(FORMATS) | gpu
-    for fmt, row in rows.items():
-        assert row["status"] == "pass", (fmt, row.get("error"))
-    for name in gpu:  # KernelNet's TFLite files run whole on the GPU accelerator
-        assert rows[name]["runtime"] == "litert-gpu" and rows[name]["gpu_ops"] == rows[name]["ops_total"], name
-    # the tolerances were really applied, and the float formats really are close
-    assert rows["onnx-dft"]["max_abs"] <= 1e-5 and rows["tflite-fp32"]["max_abs"] <= 1e-4
-    assert report["images"]["n"] == 6 and report["passed"]
+GPU_ROWS = [gpu_row(f, p) for f in FORMATS if FORMATS[f].runtime == "litert" for p in PRECISIONS]
+
+
+@pytest.fixture(scope="module")
+def parity(exported, testset_root_sf2):
+    """`mkn parity`'s report of the CI export, GPU rows included (run once)."""
+    return run_parity(exported, testset_root_sf2, max_images=6)
+
+
+def test_parity_reports_every_format_and_gpu_row(parity):
+    assert [r["format"] for r in parity["formats"]] == list(FORMATS) + GPU_ROWS
+    assert parity["images"]["n"] == 6 and parity["passed"]
+
+
+@pytest.mark.parametrize("name", list(FORMATS) + GPU_ROWS)
+def test_format_passes_parity_at_its_tolerance(parity, name):
+    row = {r["format"]: r for r in parity["formats"]}[name]
+    assert row["status"] == "pass", (name, row.get("error"))
+    tol = DEFAULT_TOLERANCES[name]
+    assert name not in FORMATS or tol == FORMATS[name].tolerance  # a file's row: the format table's tolerance
+    assert row["tolerance"] == {"max_abs": tol.max_abs, "delta_l1": tol.delta_l1}
+    for field in ("max_abs", "delta_l1"):
+        if getattr(tol, field) is not None:
+            assert row[field] <= getattr(tol, field), (name, field)
+    if "@gpu" in name:  # KernelNet's TFLite files run whole on the GPU accelerator
+        assert row["runtime"] == "litert-gpu" and row["gpu_ops"] == row["ops_total"], name
 
 
 def test_manifest_records_files_layouts_and_tools(exported):

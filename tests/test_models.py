@@ -31,6 +31,21 @@ def test_registered_model_contract(name, sf):
             model.set_spectral_backend("torch")
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_every_parameter_gets_a_gradient(name):
+    """A loss on the kernel reaches every trainable weight of every config (a stage cut off
+    by a detach, an unused layer or an integer path would leave some without one)."""
+    for config in model_entry(name).configs:
+        model = create_model(name, 2, config, pretrained=False).train()
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not params:
+            continue
+        k = model(torch.rand(2, 1, 96, 80, generator=torch.Generator().manual_seed(0)))
+        (k * torch.randn(k.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
+        missing = [n for n, p in params if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any()]
+        assert not missing, (name, config, missing)
+
+
 SHIPPED = [("kernelnet", "mobile"), ("s2k", "mobile")]
 
 

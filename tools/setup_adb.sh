@@ -6,11 +6,7 @@ set -euo pipefail
 DEST=$(realpath -m "${1:-.toolchain/adb}")
 PACKAGES=(adb android-libbase android-libboringssl android-libcutils android-liblog libusb-1.0-0 libudev1)
 if [[ -x "$DEST/adb" ]]; then echo "adb already in $DEST"; exit 0; fi
-work="$DEST.partial"
-rm -rf "$work"
-"$(dirname "$0")/apt_unpack.sh" "$work" "bookworm" "${PACKAGES[@]}"
-[[ -f "$work/root/usr/lib/android-sdk/platform-tools/adb" ]] || { echo "error: adb not in the unpacked packages" >&2; exit 1; }
-rm -rf "$DEST"; mv "$work" "$DEST"
+"$(dirname "$0")/apt_unpack.sh" "$DEST" "bookworm" usr/lib/android-sdk/platform-tools/adb "${PACKAGES[@]}"
 root="$DEST/root"
 cat > "$DEST/adb.partial" <<SH
 #!/bin/sh

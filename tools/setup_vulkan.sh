@@ -14,12 +14,8 @@ PACKAGES=(mesa-vulkan-drivers=25.0.7-2~bpo12+1 libdrm2=2.4.123-1~bpo12+1 libdrm-
           libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxcb-randr0 libxshmfence1 libx11-xcb1
           libwayland-client0)
 if [[ -f "$DEST/env.sh" ]]; then echo "software Vulkan already in $DEST"; exit 0; fi
-work="$DEST.partial"
-rm -rf "$work"
-"$(dirname "$0")/apt_unpack.sh" "$work" "bookworm bookworm-backports" "${PACKAGES[@]}"
-lib="$work/root/usr/lib/x86_64-linux-gnu"
-[[ -f "$lib/libvulkan_lvp.so" ]] || { echo "error: libvulkan_lvp.so not in the unpacked packages" >&2; exit 1; }
-rm -rf "$DEST"; mv "$work" "$DEST"
+"$(dirname "$0")/apt_unpack.sh" "$DEST" "bookworm bookworm-backports" usr/lib/x86_64-linux-gnu/libvulkan_lvp.so \
+    "${PACKAGES[@]}"
 lib="$DEST/root/usr/lib/x86_64-linux-gnu"
 cat > "$DEST/lvp_icd.json" <<ICD
 {"file_format_version": "1.0.0", "ICD": {"library_path": "$lib/libvulkan_lvp.so", "api_version": "1.3.0"}}

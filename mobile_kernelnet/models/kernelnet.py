@@ -267,6 +267,7 @@ class KernelNet(nn.Module):
             raise ValueError(f"refine_arch must be one of {sorted(REFINEMENTS)}, not {cfg.refine_arch!r}")
         self.refine = REFINEMENTS[cfg.refine_arch](cfg.refine_channels, self.kernel_size)
         self.use_refinement = cfg.refine
+        self.refine.requires_grad_(cfg.refine)  # kept (the weights file has it) but not trained when skipped
 
     stage_names = ("grads", "k_lr", "k_coarse", "kernel")
     int8_float_reason = ("the FFT products, the eq. 11 division, the spectrum powers and the normalisations span a "
