@@ -8,8 +8,9 @@ Mesa's lavapipe, unpacked into the repo by ``make toolchain``
 about a phone; placement and numerics do: the delegate refuses the same ops, and
 computes in fp16 unless ``enforce_f32`` is set, as on a phone.
 
-Each run is a child process (:mod:`export.gpu_worker`): the delegate reports the ops it
-refuses only on stderr, and LiteRT 2.3 crashes when its GPU environment is torn down.
+Each file runs in a child process (:mod:`export.gpu_worker`), every precision in the same
+one: the delegate reports the ops it refuses only on stderr, and LiteRT 2.3 crashes when
+its GPU environment is torn down.
 """
 from __future__ import annotations
 
@@ -24,12 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .gpu_worker import MARK
 from .manifest import TensorIO
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLCHAIN = Path(os.environ.get("MKN_TOOLCHAIN", REPO / ".toolchain"))
 PRECISIONS = {"fp16": False, "fp32": True}
-"""GPU compute precision -> ``GpuOptions.enforce_f32``; ``fp16`` is the accelerator's default."""
+"""GPU compute precision -> ``GpuOptions.enforce_f32``."""
+DEFAULT_PRECISION = "fp16"
+"""The accelerator's default; the placement a manifest records is the one it reports at it."""
 TIMEOUT_S = 600.0
 """A first compile of a model's shaders on lavapipe takes 30-40 s on 2 cores."""
 
@@ -105,7 +109,8 @@ def parse_delegate_log(text: str, ops_total: int, fully_accelerated: bool) -> Gp
 
 @dataclass
 class GpuRun:
-    """One file on the GPU path: its placement and its outputs (``{tensor: array}`` per input)."""
+    """One file on the GPU path at one precision: its placement and its outputs
+    (``{tensor: array}`` per input), and the accelerator's log of that precision."""
 
     precision: str
     placement: GpuPlacement
@@ -113,49 +118,60 @@ class GpuRun:
     log: str
 
 
-def run_on_gpu(path: str | Path, inputs: np.ndarray, precision: str = "fp16",
-               timeout_s: float = TIMEOUT_S) -> GpuRun:
+def _read_outputs(npz: Path, n: int) -> list[dict[str, np.ndarray]]:
+    with np.load(npz) as data:
+        outputs = [{} for _ in range(n)]
+        for key in data.files:
+            name, i = key.rsplit("/", 1)
+            outputs[int(i)][name] = data[key]
+    return outputs
+
+
+def run_on_gpu(path: str | Path, inputs: np.ndarray, precisions: tuple[str, ...] = tuple(PRECISIONS),
+               timeout_s: float = TIMEOUT_S) -> dict[str, GpuRun]:
     """Run ``path`` on each of ``inputs`` ``(N, ...)`` (the file's input layout, float32)
-    through the GPU accelerator at ``precision`` (a key of :data:`PRECISIONS`).
-    Raises :class:`GpuUnavailable` when it cannot run, with the accelerator's log."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"GPU precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    through the GPU accelerator at each of ``precisions`` (keys of :data:`PRECISIONS`), all
+    in one child process. Raises :class:`GpuUnavailable` when it cannot run, with the
+    accelerator's log."""
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise ValueError(f"GPU precisions {list(precisions)}: each one of {', '.join(PRECISIONS)}")
     env = vulkan_env()
     with tempfile.TemporaryDirectory(prefix="mkn-gpu-") as tmp:
         tmp = Path(tmp)
         np.save(tmp / "inputs.npy", np.asarray(inputs, dtype=np.float32))
         job = {"model": str(Path(path).resolve()), "inputs": str(tmp / "inputs.npy"),
-               "enforce_f32": PRECISIONS[precision], "out": str(tmp / "outputs.npz")}
+               "precisions": {p: PRECISIONS[p] for p in precisions}, "out": str(tmp)}
         (tmp / "job.json").write_text(json.dumps(job))
         try:
             proc = subprocess.run([sys.executable, "-m", "export.gpu_worker", str(tmp / "job.json")],
                                   cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise GpuUnavailable(f"the GPU accelerator did not finish {Path(path).name} in {timeout_s:.0f} s")
-        log = proc.stderr
-        if proc.returncode != 0 or not (tmp / "outputs.npz").is_file():
+        done = [p for p in precisions if (tmp / f"{p}.npz").is_file()]
+        if proc.returncode != 0 or done != list(precisions):
             raise GpuUnavailable(f"the GPU accelerator failed on {Path(path).name} (exit {proc.returncode}); "
-                                 f"its log ends:\n{log[-3000:]}")
-        info = json.loads((tmp / "outputs.npz.json").read_text())
-        with np.load(tmp / "outputs.npz") as data:
-            outputs = [{} for _ in range(len(inputs))]
-            for key in data.files:
-                name, i = key.rsplit("/", 1)
-                outputs[int(i)][name] = data[key]
-    placement = parse_delegate_log(log, info["ops_total"], info["fully_accelerated"])
-    return GpuRun(precision, placement, outputs, log)
+                                 f"its log ends:\n{proc.stderr[-3000:]}")
+        logs = dict(part.split("\n", 1) for part in proc.stderr.split(MARK)[1:])
+        runs = {}
+        for p in precisions:
+            info = json.loads((tmp / f"{p}.json").read_text())
+            placement = parse_delegate_log(logs[p], info["ops_total"], info["fully_accelerated"])
+            runs[p] = GpuRun(p, placement, _read_outputs(tmp / f"{p}.npz", len(inputs)), logs[p])
+    return runs
 
 
 def stage_outputs(path: str | Path, inputs: tuple[TensorIO, ...], outputs: tuple[TensorIO, ...],
-                  lrs: list[np.ndarray], precision: str = "fp16") -> tuple[list[dict[str, np.ndarray]], GpuPlacement]:
-    """:func:`run_on_gpu` with the runners' contract: ``(1, 1, S, S)`` NCHW inputs in, each
-    input's ``{stage: NCHW array}`` out (names and layouts from the file's ``inputs`` / ``outputs``)."""
+                  lrs: list[np.ndarray], precisions: tuple[str, ...] = tuple(PRECISIONS)
+                  ) -> dict[str, tuple[list[dict[str, np.ndarray]], GpuPlacement]]:
+    """:func:`run_on_gpu` with the runners' contract: ``(1, 1, S, S)`` NCHW inputs in; per
+    precision, each input's ``{stage: NCHW array}`` and the placement (names and layouts
+    from the file's ``inputs`` / ``outputs``)."""
     from .runtimes import from_file_layout, to_file_layout
 
     batch = np.concatenate([to_file_layout(np.asarray(lr, np.float32), inputs[0].layout) for lr in lrs])
-    run = run_on_gpu(path, batch, precision)
-    outs = [{o.name: from_file_layout(out[o.key], o.layout) for o in outputs} for out in run.outputs]
-    return outs, run.placement
+    return {p: ([{o.name: from_file_layout(out[o.key], o.layout) for o in outputs} for out in run.outputs],
+                run.placement) for p, run in run_on_gpu(path, batch, precisions).items()}
 
 
 def gpu_check(path: str | Path, inputs: tuple[TensorIO, ...], outputs: tuple[TensorIO, ...],
@@ -171,13 +187,13 @@ def gpu_check(path: str | Path, inputs: tuple[TensorIO, ...], outputs: tuple[Ten
     reference = [cpu(lr) for lr in lrs]
     record: dict = {"status": "checked", "inputs": len(lrs), "max_abs_vs_cpu": {}}
     try:
-        for precision in PRECISIONS:
-            outs, placement = stage_outputs(path, inputs, outputs, lrs, precision)
-            errors = {stage: float(max(np.abs(o[stage] - r[stage]).max() for o, r in zip(outs, reference)))
-                      for stage in reference[0]}
-            # JSON has no NaN: a stage whose GPU output is not finite is null, and listed
-            record["max_abs_vs_cpu"][precision] = {k: v if np.isfinite(v) else None for k, v in errors.items()}
-            record.setdefault("nonfinite", {})[precision] = [k for k, v in errors.items() if not np.isfinite(v)]
+        runs = stage_outputs(path, inputs, outputs, lrs)
     except GpuUnavailable as exc:
         return {"status": "unavailable", "error": str(exc)}
-    return {**record, **placement.to_json()}
+    for precision, (outs, _) in runs.items():
+        errors = {stage: float(max(np.abs(o[stage] - r[stage]).max() for o, r in zip(outs, reference)))
+                  for stage in reference[0]}
+        # JSON has no NaN: a stage whose GPU output is not finite is null, and listed
+        record["max_abs_vs_cpu"][precision] = {k: v if np.isfinite(v) else None for k, v in errors.items()}
+        record.setdefault("nonfinite", {})[precision] = [k for k, v in errors.items() if not np.isfinite(v)]
+    return {**record, **runs[DEFAULT_PRECISION][1].to_json()}

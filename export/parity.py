@@ -169,21 +169,27 @@ def reference_outputs(manifest: Manifest, testset_root: str | Path, max_images: 
 
 def gpu_rows(folder: Path, manifest: Manifest, fmt: str, items: list[dict], refs: list[dict],
              tolerances: dict[str, Tolerance]) -> list[dict]:
-    """One parity row per GPU precision for the TFLite format ``fmt``, with the placement
-    the accelerator reported (``gpu_ops``, ``ops_total``, ``refused``)."""
+    """One parity row per GPU precision for the TFLite format ``fmt`` (every precision
+    computed in one accelerator run), with the placement the accelerator reported
+    (``gpu_ops``, ``ops_total``, ``refused``)."""
     art = manifest.artifact(fmt, folder)
+    runs: dict = {}
+
+    def on_gpu(precision: str) -> BatchRun:
+        def run(lrs):
+            if not runs:
+                runs.update(stage_outputs(folder / art.file, art.inputs, art.outputs, lrs))
+            return runs[precision][0]
+        return run
     rows = []
     for precision in PRECISIONS:
-        placement = {}
-
-        def run(lrs, precision=precision):
-            outs, where = stage_outputs(folder / art.file, art.inputs, art.outputs, lrs, precision)
-            placement.update(gpu_ops=where.ops_gpu, ops_total=where.ops_total,
-                             refused=[f"{r.op}: {r.reason}" for r in where.refused])
-            return outs
         name = gpu_row(fmt, precision)
-        row = check_format(folder, manifest, fmt, items, refs, tolerances.get(name, Tolerance()), run)
-        rows.append({**row, "format": name, "runtime": "litert-gpu", **placement})
+        row = check_format(folder, manifest, fmt, items, refs, tolerances.get(name, Tolerance()), on_gpu(precision))
+        if precision in runs:
+            where = runs[precision][1]
+            row.update(gpu_ops=where.ops_gpu, ops_total=where.ops_total,
+                       refused=[f"{r.op}: {r.reason}" for r in where.refused])
+        rows.append({**row, "format": name, "runtime": "litert-gpu"})
     return rows
 
 

@@ -1,6 +1,17 @@
 import numpy as np
 import pytest
 
+SLOW_FIXTURES = {"exported", "exported_s2k", "local_ray"}
+"""Tests that use these (an export with every converter, GPU and NPU check, or a Ray
+cluster) are marked ``slow`` for the quick loop ``pytest -m "not slow"``; `make test` and
+CI run everything."""
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def rng():
@@ -52,12 +63,12 @@ def export_subset(src, dest, formats: list[str]):
     them): a real export directory for tests that need fewer targets, without exporting again."""
     import shutil
     from dataclasses import replace
-    from export.manifest import read_manifest, write_manifest
-    manifest = read_manifest(src)
-    dest.mkdir(parents=True)
-    for fmt in formats:
-        shutil.copy2(src / manifest.artifacts[fmt].file, dest)
-    write_manifest(dest, replace(manifest, artifacts={f: manifest.artifacts[f] for f in formats}))
+    from export.manifest import listed_files, read_manifest, write_manifest
+    subset = replace(read_manifest(src), artifacts={f: read_manifest(src).artifacts[f] for f in formats})
+    for _, file, _ in listed_files(subset):  # the files and their NPU-compiled siblings
+        (dest / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / file, dest / file)
+    write_manifest(dest, subset)
     return dest
 
 
