@@ -84,11 +84,11 @@ class ExportJob:
                                        self.work / "logs")
         return self._tflite
 
-    def conversion(self, kind: str) -> tuple[Conversion, dict]:
-        """The conversion of ``kind`` and the manifest's ``quantization`` record of it:
-        ``int8`` keeps the fp32 file's non-CNN ops and CNN edges float, calibrated on
-        training-source images, and records why (from the model's registry entry)."""
-        fmt = next(f for f in FORMATS.values() if f.tflite_kind == kind)
+    def conversion(self, fmt: ExportFormat) -> tuple[Conversion, dict]:
+        """The conversion of the TFLite format ``fmt`` and the manifest's ``quantization``
+        record of it: ``int8`` keeps the fp32 file's non-CNN ops and CNN edges float,
+        calibrated on training-source images, and records why (from the model's entry)."""
+        kind = fmt.tflite_kind
         record = {"mode": kind, "detail": fmt.quantization}
         if kind != "int8":
             return Conversion(kind), record
@@ -140,7 +140,7 @@ def build_onnx(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
 def build_tflite(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
     def build(job: ExportJob) -> dict:
         file = f"{job.stem}{fmt.suffix}"
-        conversion, quantization = job.conversion(fmt.tflite_kind)
+        conversion, quantization = job.conversion(fmt)
         job.tflite().convert(conversion, job.work / file)
         onnx = job.built["onnx-matmul"]
         inputs, outputs = tflite_io(job.work / file, onnx.inputs, onnx.outputs)
