@@ -1,0 +1,144 @@
+"""Latency of candidate KernelNet gradient front ends, before training any:
+results/front_end_study_sf2.json.
+
+Each candidate is a ``(B, 2, H, W) -> (B, 2, H, W)`` module put in place of the mobile sf 2
+KernelNet's gradient CNN (untrained: the arithmetic, not the weights, sets the latency).
+The whole model goes through the toolkit's own path -- ONNX (matmul DFT, onnxsim) and
+TensorFlow's fp32 and dynamic-int8 TFLite conversions (:class:`export.tflite_formats.TFLiteChain`)
+-- and every file is timed by :func:`bench.benchmark.bench_group` (LiteRT with XNNPACK,
+one worker process per file, all candidates' files interleaved in one group), at 2
+threads and each input size asked. The spectral stages are ~0.5 GFLOP of the 1.49 at 256 px.
+
+Usage: ``python tools/front_end_study.py [--sizes 256,128] [--runs 50] [--json PATH]``.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.benchmark import Target, bench_group
+from bench.roofline import floor_ms, model_flops, sgemm_peak_gflops
+from export.manifest import Artifact, Manifest, sha256, tool_versions
+from export.onnx_formats import StageOutputs, export_onnx
+from export.tflite_formats import Conversion, TFLiteChain, tflite_io
+from mobile_kernelnet.evaluate import write_json
+from mobile_kernelnet.kernels import kernel_size
+from mobile_kernelnet.models import create_model
+from mobile_kernelnet.models.kernelnet import GradientEstimator
+
+SF, CHANNELS, THREADS = 2, 24, 2
+KINDS = ("fp32", "dynamic-int8")
+
+
+class PointwiseEntry(nn.Module):
+    """The shipped separable CNN with its 9x9 ``2 -> C`` entry as ``1x1 2 -> C`` then a
+    depthwise 9x9: the same receptive field, about half the entry's multiply-adds."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.net = GradientEstimator(channels, "separable")
+        self.net.convs[0] = nn.Sequential(nn.Conv2d(2, channels, 1),
+                                          nn.Conv2d(channels, channels, 9, padding=4, groups=channels))
+
+    def forward(self, grads: torch.Tensor) -> torch.Tensor:
+        return self.net(grads)
+
+
+class HalfResBody(nn.Module):
+    """Entry 9x9 at stride 2, the body (1x1, separable 3x3 and 5x5, 1x1) at half the LR
+    resolution, bilinear upsampling, then a 3x3 exit on the upsampled features and the
+    input gradients (full resolution detail comes back through that skip)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        sep = [nn.Sequential(nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels),
+                             nn.Conv2d(channels, channels, 1)) for k in (3, 5)]
+        self.entry = nn.Conv2d(2, channels, 9, stride=2, padding=4)
+        self.body = nn.ModuleList([nn.Conv2d(channels, channels, 1), *sep, nn.Conv2d(channels, channels, 1)])
+        self.exit = nn.Conv2d(channels + 2, 2, 3, padding=1)
+
+    def forward(self, grads: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.entry(grads))
+        for conv in self.body:
+            h = torch.relu(conv(h))
+        h = nn.functional.interpolate(h, size=grads.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.tanh(self.exit(torch.cat([h, grads], dim=1)))
+
+
+CANDIDATES = {
+    "separable-24 (shipped)": lambda: GradientEstimator(CHANNELS, "separable"),
+    "separable-16": lambda: GradientEstimator(16, "separable"),
+    "pointwise-entry-24": lambda: PointwiseEntry(CHANNELS),
+    "half-res-body-24": lambda: HalfResBody(CHANNELS),
+}
+
+
+def candidate_model(make) -> nn.Module:
+    """The mobile sf 2 KernelNet (untrained) with the candidate's gradient CNN."""
+    torch.manual_seed(0)
+    model = create_model("kernelnet", SF, "mobile", pretrained=False)
+    model.gradient = make()
+    return model.eval()
+
+
+def export_candidate(model: nn.Module, size: int, folder: Path) -> Manifest:
+    """ONNX (matmul) and the :data:`KINDS` TFLite files of ``model`` at ``size`` in ``folder``,
+    with the manifest the bench reads (weights: untrained, so no weights digest)."""
+    folder.mkdir(parents=True)
+    example = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0))
+    onnx_file = folder / "model_matmul.onnx"
+    module = StageOutputs(model.set_spectral_backend("matmul"), model.stage_names).eval()
+    info = export_onnx(module, example, onnx_file, "matmul")
+    onnx = Artifact.from_json("onnx-matmul", {**info, "file": onnx_file.name, "sha256": sha256(onnx_file),
+                                              "size_bytes": onnx_file.stat().st_size, "runtime": "onnxruntime"},
+                              "study")
+    chain, artifacts = TFLiteChain(onnx_file, folder / ".onnx2tf", folder / "logs"), {}
+    (folder / "logs").mkdir()
+    for kind in KINDS:
+        out = folder / f"model_{kind}.tflite"
+        chain.convert(Conversion(kind), out)
+        inputs, outputs = tflite_io(out, onnx.inputs, onnx.outputs)
+        artifacts[f"tflite-{kind}"] = Artifact(f"tflite-{kind}", out.name, sha256(out), out.stat().st_size,
+                                               "litert", "matmul", inputs, outputs)
+    return Manifest("kernelnet", "mobile", SF, size, kernel_size(SF), tuple(model.stage_names), "untrained",
+                    tool_versions(), artifacts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="256,128", help="LR input sides, comma-separated")
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--json", type=Path, default=Path("results/front_end_study_sf2.json"))
+    args = ap.parse_args()
+    peak = sgemm_peak_gflops(THREADS)
+    report = {"sf": SF, "threads": THREADS, "runtime": "litert-xnnpack", "sgemm_gflops_start": peak, "rows": []}
+    with tempfile.TemporaryDirectory(prefix="mkn-front-end-") as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            targets, flops, manifest = [], {}, None
+            for name, make in CANDIDATES.items():
+                model = candidate_model(make)
+                folder = Path(tmp) / f"{size}" / name.split()[0]
+                manifest = export_candidate(model, size, folder)  # same file names and I/O in every folder
+                flops[name] = model_flops(model, size)
+                targets += [(name, Target(f"tflite-{kind}", "litert-xnnpack", folder)) for kind in KINDS]
+            # one group: every candidate's files interleaved, so drift hits them alike
+            records = bench_group([t for _, t in targets], manifest, THREADS, args.runs, args.warmup, {}, 1, peak)
+            for (name, _), rec in zip(targets, records):
+                report["rows"].append({"candidate": name, "input_size": size, "format": rec.format,
+                                       "gflop": flops[name] / 1e9, "floor_ms": floor_ms(flops[name], peak),
+                                       "latency_ms_median": rec.latency_ms_median,
+                                       "latency_ms_p90": rec.latency_ms_p90, "status": rec.status, "error": rec.error})
+                print(f"{size:>4} {name:<24} {rec.format:<20} {flops[name] / 1e9:6.3f} GFLOP "
+                      f"{rec.latency_ms_median or float('nan'):7.2f} ms")
+    report["sgemm_gflops_end"] = sgemm_peak_gflops(THREADS)
+    write_json(report, args.json)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
