@@ -189,6 +189,7 @@ def test_existing_directory_is_not_replaced_without_overwrite(exported):
     assert sha256(exported / "manifest.json") == before
 
 
+@pytest.mark.slow
 def test_converter_failure_keeps_its_message_and_leaves_no_tflite(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(tflite_formats, "ONNX2TF_FLAGS", ("--no-such-onnx2tf-flag",))
     out = tmp_path / "broken"
@@ -229,6 +230,7 @@ def test_s2k_converts_to_int8_and_passes_parity(exported_s2k, testset_root_sf2):
     assert why.startswith("the amplitude spectrum") and "eq. 11" not in why
 
 
+@pytest.mark.slow
 def test_int8_parity_holds_at_a_second_input_size(tmp_path, testset_root_sf2):
     """int8 calibration is drawn at the export's own size: parity must hold at another
     size than the fixture's (an int8 file once passed at 256 px and failed at 144)."""

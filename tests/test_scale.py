@@ -21,6 +21,7 @@ from mobile_kernelnet.kernels import KernelPool
 from mobile_kernelnet.pool_build import family_like, kernel_shape
 
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow  # Ray clusters, torchrun, trainings
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ def test_training_smoke_logs_validates_and_checkpoints(tmp_path, model):
 REFINE = dict(refine_steps=3, refine_cache=6, refine_batch=4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, extra, last_steps", [("kernelnet", {}, "steps"), ("s2k", {}, "steps"),
                                                       ("kernelnet", REFINE, "refine_steps")])
 def test_resume_continues_exactly(tmp_path, model, extra, last_steps):
@@ -179,6 +180,7 @@ def test_shipped_weights_rebuild_the_architecture_they_were_trained_with(tmp_pat
             create_model("kernelnet", 2, "mobile")
 
 
+@pytest.mark.slow
 def test_refine_stage_will_not_resume_without_its_cache(tmp_path):
     cut = Trainer(TrainConfig(model="kernelnet", **TINY, **{**REFINE, "refine_steps": 1}), tmp_path / "run")
     cut.run()
@@ -199,6 +201,7 @@ def test_refine_options_reach_the_command_and_are_kernelnet_only():
         TrainConfig(model="s2k", refine_steps=10)
 
 
+@pytest.mark.slow
 def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_path, capsys):
     """A 3-step camera run loses to the shipped S2K on every set: the rule says so, with
     both sides scored on the same images, and the report lands in the run folder."""
