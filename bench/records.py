@@ -73,9 +73,8 @@ class BenchRecord:
 
     def update(self, **values: Any) -> "BenchRecord":
         """Set fields by name; names that are not fields go to :attr:`extra`."""
-        known = _FIELDS
         for k, v in values.items():
-            if k in known:
+            if k in _FIELDS:
                 setattr(self, k, v)
             else:
                 self.extra[k] = v

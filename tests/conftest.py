@@ -64,7 +64,8 @@ def export_subset(src, dest, formats: list[str]):
     import shutil
     from dataclasses import replace
     from export.manifest import listed_files, read_manifest, write_manifest
-    subset = replace(read_manifest(src), artifacts={f: read_manifest(src).artifacts[f] for f in formats})
+    manifest = read_manifest(src)
+    subset = replace(manifest, artifacts={f: manifest.artifacts[f] for f in formats})
     for _, file, _ in listed_files(subset):  # the files and their NPU-compiled siblings
         (dest / file).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / file, dest / file)
