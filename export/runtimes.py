@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .manifest import Manifest, TensorIO
+
+if TYPE_CHECKING:
+    import torch
 
 LITERT_RESOLVERS = ("xnnpack", "builtin")
 """LiteRT op resolvers: ``xnnpack`` (the default, XNNPACK delegate applied) and
@@ -65,6 +69,7 @@ class TorchRunner(Runner):
         self.model, self.threads = model.eval(), threads
 
     def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
         lr = self.check_input(lr)
         if self.threads:
             torch.set_num_threads(self.threads)

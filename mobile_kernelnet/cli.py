@@ -93,19 +93,20 @@ def kernel_as_text(k: np.ndarray) -> str:
 def estimator_choice(args: argparse.Namespace) -> tuple[str, str | None]:
     """``(model name, config)`` of :func:`add_estimator_options`' arguments; a usage error
     (ValueError) for ``--format`` without ``--model-file`` or an unknown model, before any image."""
+    if (args.format is None) != (args.model_file is None):
+        raise ValueError("--format and --model-file go together")
+    if args.format:  # the exported file is the estimator; PyTorch is not loaded
+        return args.model, args.config
     from .models.registry import model_entry, parse_model_spec
 
     name, config = parse_model_spec(args.model)
-    if (args.format is None) != (args.model_file is None):
-        raise ValueError("--format and --model-file go together")
-    if not args.format:
-        model_entry(name)
+    model_entry(name)
     return name, args.config or config
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .estimation import KernelEstimator, estimate_to_files
-    from .evaluate import write_json
+    from .imio import write_json
     from .kernels import read_kernel
     from .outputs import kernel_files, output_folder, refuse_overwriting_inputs, unique_stems
 
@@ -222,7 +223,7 @@ def require_export_testset(export_dir: Path, testset: Path) -> None:
 
 def cmd_parity(args: argparse.Namespace) -> int:
     from export.parity import DEFAULT_TOLERANCES, format_parity_table, parse_tolerance, run_parity
-    from .evaluate import write_json
+    from .imio import write_json
 
     tolerances = DEFAULT_TOLERANCES
     for spec in args.tol or []:
@@ -244,7 +245,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from bench.latency import machine_info
     from bench.report import write_reports
     from export.manifest import tool_versions
-    from .evaluate import write_json
+    from .imio import write_json
 
     baseline = load_baseline(args.baseline) if args.baseline else None
     require_export_testset(args.dir, args.testset)
@@ -313,7 +314,7 @@ def cmd_android_bench(args: argparse.Namespace) -> int:
     from android_harness.fleet import bench_fleet, ready_serials
     from bench.benchmark import load_baseline
     from bench.report import write_reports
-    from .evaluate import write_json
+    from .imio import write_json
 
     baseline = load_baseline(args.baseline) if args.baseline else None
     save = lambda report, complete: write_json(report.document(str(args.dir), complete), args.json)  # noqa: E731
@@ -363,7 +364,7 @@ def cmd_android_parity(args: argparse.Namespace) -> int:
     from android_harness.errors import HarnessError
     from android_harness.device_parity import run_device_parity
     from export.parity import DEFAULT_TOLERANCES, format_parity_table, parse_tolerance
-    from .evaluate import write_json
+    from .imio import write_json
 
     tolerances = DEFAULT_TOLERANCES
     for spec in args.tol or []:
@@ -427,7 +428,8 @@ def cmd_make_testset(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import (SCHEMA, SCHEMA_SR, backend_agreement, evaluate_kernels, evaluate_sr, format_sr_table,
-                           format_table, write_json)
+                           format_table)
+    from .imio import write_json
     from .error_budget import SCHEMA as BUDGET_SCHEMA, error_budget, format_budget
     from .sr import sr_config
     from .testset import require_testset
@@ -463,7 +465,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_sr(args: argparse.Namespace) -> int:
-    from .evaluate import write_json
+    from .imio import write_json
     from .sr_tuning import CAMERA_GRID, CLEAN_GRID, format_sweep, sweep
 
     grid = CAMERA_GRID if args.camera else CLEAN_GRID
@@ -496,7 +498,7 @@ def cmd_placement(args: argparse.Namespace) -> int:
 
 
 def cmd_ship_check(args: argparse.Namespace) -> int:
-    from .evaluate import write_json
+    from .imio import write_json
     from .ship_check import ship_check
 
     report = ship_check(args.run)
@@ -510,7 +512,7 @@ def cmd_ship_check(args: argparse.Namespace) -> int:
 
 def cmd_latency(args: argparse.Namespace) -> int:
     from bench.latency import SCHEMA, machine_info, torch_eager_latency
-    from .evaluate import write_json
+    from .imio import write_json
 
     records = [r for model in args.models
                for r in torch_eager_latency(model, args.configs, args.sf, args.sizes, args.threads,
@@ -809,7 +811,7 @@ def add_train_parser(sub) -> None:
                    help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's, 0.05)")
     r.add_argument("--refine-arch", choices=("paper", "wide", "wide-residual"), default=None,
                    help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
-    r.add_argument("--grad-arch", choices=("dense", "separable"), default=None,
+    r.add_argument("--grad-arch", choices=("dense", "separable", "half-res"), default=None,
                    help="KernelNet: gradient-estimator convolutions (default: the config's; see models/kernelnet.py)")
     r.add_argument("--camera", action="store_true", default=None,
                    help="train and validate on the camera degradation (sensor noise + JPEG, see camera.py)")

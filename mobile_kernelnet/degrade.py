@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .kernels import convolve
+
 
 def _check_sizes(h: int, w: int, ksize: int, sf: int) -> None:
     if ksize % 2 == 0:
@@ -85,11 +87,3 @@ def degrade_torch(x: torch.Tensor, k: torch.Tensor, sf: int,
 def quantize_8bit(y: torch.Tensor) -> torch.Tensor:
     """Clip to [0, 1] and round to 8 bits, as storing the LR image as a PNG does."""
     return torch.round(y.clamp(0, 1) * 255) / 255
-
-
-def convolve(a: np.ndarray, b: np.ndarray, mode: str = "full") -> np.ndarray:
-    """2-D true convolution of two arrays (``scipy.signal.fftconvolve``, imported on first
-    use: importing ``scipy.signal`` takes about a second, which `mkn estimate` — it never
-    convolves on the host — should not pay)."""
-    from scipy.signal import fftconvolve
-    return fftconvolve(a, b, mode=mode)

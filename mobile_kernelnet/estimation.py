@@ -5,13 +5,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .budget import Window, apply_window, budget_for, budget_input, select_window
 from .color import to_float
 from .imio import InputError, read_image
 from .kernels import kernel_size
+
+if TYPE_CHECKING:
+    import torch
 
 MIN_SIDE_IN_KERNELS = 3
 """An LR image must be at least this many kernel widths ``K`` on its shorter side."""
@@ -107,6 +111,7 @@ class KernelEstimator:
         img, source = _luma(image)
         check_image(img, self.sf, source)
         if self.net is not None:
+            import torch
             window = select_window(img, self.size)
             with torch.inference_mode():
                 k = self.net(torch.from_numpy(apply_window(img, window))[None, None])[0, 0].numpy()
@@ -131,7 +136,6 @@ def estimate_to_files(estimator: KernelEstimator, image: str | Path, out: Path, 
     sf, window, centre of mass in px and, with ``truth`` ``(K, K)``, ``l1_vs_truth``) and
     the estimate — or ``({"image", "error"}, None)`` when the image (or writing) fails."""
     from .kernels import center_of_mass
-    from .metrics import kernel_l1
     from .outputs import save_kernel_files
 
     try:
@@ -142,6 +146,7 @@ def estimate_to_files(estimator: KernelEstimator, image: str | Path, out: Path, 
     record = {"image": str(image), "kernel_file": str(npy), "source": est.source, "sf": estimator.sf,
               "window": est.window.as_dict(), "centre_of_mass": list(center_of_mass(est.kernel))}
     if truth is not None:
+        from .metrics import kernel_l1  # scipy.ndimage: 0.4 s of import, paid only with a truth
         record["l1_vs_truth"] = kernel_l1(est.kernel, truth)
     return record, est
 

@@ -16,7 +16,6 @@ on the camera split per level too.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,7 +24,6 @@ import torch
 from tqdm import tqdm
 
 from .estimation import estimate
-from .imio import atomic_output
 from .kernels import FAMILIES
 from .metrics import KERNEL_METRICS, psnr, ssim
 from .models.registry import parse_model_spec
@@ -175,10 +173,3 @@ def format_table(result: dict) -> str:
         lines.append(f"{b['model']}: torch vs matmul spectral backend, max |dk| = {b['max_abs_diff']:.2e} "
                      f"over {b['n']} images")
     return "\n".join(lines)
-
-
-def write_json(report: dict, path: str | Path) -> None:
-    """Write a report atomically (no half-written JSON on failure)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=1))

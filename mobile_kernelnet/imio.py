@@ -7,6 +7,7 @@ interrupted or failed write never leaves a file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -157,6 +158,13 @@ def write_png(path: str | Path, img: np.ndarray, bits: int = 8) -> None:
     data = to_pixels(img, bits)
     with atomic_output(path) as tmp:
         iio.imwrite(tmp, data, extension=".png")
+
+
+def write_json(report: dict, path: str | Path) -> None:
+    """Write a JSON report atomically (parent folders made; no half-written JSON on failure)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
 
 
 def write_npy(path: str | Path, arr: np.ndarray) -> None:

@@ -28,12 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .degrade import convolve
 
 SCALE_FACTORS = (2, 3, 4)
 _KERNEL_SIZES = {2: 15, 3: 19, 4: 23}
 FAMILIES = ("gaussian", "motion", "disk")
 POOL_FORMAT_VERSION = 1
+
+
+def convolve(a: np.ndarray, b: np.ndarray, mode: str = "full") -> np.ndarray:
+    """2-D true convolution of two arrays (``scipy.signal.fftconvolve``, imported on first
+    use: importing ``scipy.signal`` takes about a second, which `mkn estimate` — it never
+    convolves on the host — should not pay)."""
+    from scipy.signal import fftconvolve
+    return fftconvolve(a, b, mode=mode)
 
 
 def kernel_size(sf: int) -> int:

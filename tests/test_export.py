@@ -167,6 +167,22 @@ def test_estimate_runs_an_exported_file(exported, testset_root_sf2, tmp_path, ca
     assert "is the tflite-fp16 artifact" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("fmt", ["onnx-dft", "tflite-fp32"])
+def test_estimate_with_an_exported_file_never_imports_torch(exported, testset_root_sf2, tmp_path, fmt):
+    """The phone-side path of `mkn estimate`: an exported file in its runtime, no PyTorch
+    (importing torch alone is 2 s of a 24 MP estimate)."""
+    import subprocess
+    import sys
+    png = sorted((testset_root_sf2 / "sf2").glob("*.png"))[0]
+    art = exported / read_manifest(exported).artifacts[fmt].file
+    script = ("import sys; from mobile_kernelnet.cli import main; "
+              f"rc = main(['estimate', {str(png)!r}, '--sf', '2', '--format', {fmt!r}, '--model-file', "
+              f"{str(art)!r}, '--out', {str(tmp_path)!r}]); "
+              "print(rc, sorted(m for m in ('torch', 'tensorflow', 'scipy.ndimage') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+    assert (tmp_path / f"{png.stem}.npy").exists()
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(formats=["tflite-int4"]), "unknown format"),
     (dict(config="paper"), "no shipped weights"),

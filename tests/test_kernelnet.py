@@ -127,3 +127,23 @@ def test_separable_gradient_estimator_is_cheaper_with_the_same_receptive_field()
         assert support.min().item() == 12 and support.max().item() == 28
     with pytest.raises(ValueError, match="grad_arch"):
         GradientEstimator(24, "tiny")
+
+
+def test_half_res_gradient_estimator_costs_a_third_keeps_the_size_and_sees_further():
+    from torch.utils.flop_counter import FlopCounterMode
+    from mobile_kernelnet.models.kernelnet import GradientEstimator
+    sep, half = GradientEstimator(24, "separable").double(), GradientEstimator(24, "half-res").double()
+
+    def flops(net):
+        with FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, 2, 64, 64, dtype=torch.float64))
+        return counter.get_total_flops()
+    assert flops(half) < flops(sep) / 2.5
+    for p in half.parameters():
+        torch.nn.init.constant_(p, 1e-2)
+    for h, w in ((64, 64), (63, 77)):
+        assert half(torch.zeros(1, 2, h, w, dtype=torch.float64)).shape == (1, 2, h, w)
+    x = torch.zeros(1, 2, 81, 81, dtype=torch.float64)
+    x[0, :, 40, 40] = 1
+    support = (half(x)[0, 0] != half(torch.zeros_like(x))[0, 0]).nonzero()
+    assert support.max().item() - support.min().item() + 1 > 17   # wider than the separable 17 px

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mobile_kernelnet.estimation import KernelEstimator
-from mobile_kernelnet.evaluate import write_json
+from mobile_kernelnet.imio import write_json
 from mobile_kernelnet.metrics import kernel_l1
 from mobile_kernelnet.sr_tuning import tuning_cases
 

@@ -25,7 +25,7 @@ from bench.roofline import floor_ms, model_flops, sgemm_peak_gflops
 from export.manifest import Artifact, Manifest, sha256, tool_versions
 from export.onnx_formats import StageOutputs, export_onnx
 from export.tflite_formats import Conversion, TFLiteChain, tflite_io
-from mobile_kernelnet.evaluate import write_json
+from mobile_kernelnet.imio import write_json
 from mobile_kernelnet.kernels import kernel_size
 from mobile_kernelnet.models import create_model
 from mobile_kernelnet.models.kernelnet import GradientEstimator

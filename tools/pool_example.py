@@ -32,7 +32,7 @@ from mobile_kernelnet.collection import CollectionRun, estimate_collection
 from mobile_kernelnet.data import HRPatchSampler
 from mobile_kernelnet.degrade import degrade_np
 from mobile_kernelnet.estimation import KernelEstimator
-from mobile_kernelnet.evaluate import write_json
+from mobile_kernelnet.imio import write_json
 from mobile_kernelnet.kernels import gaussian_kernel, kernel_size
 from mobile_kernelnet.metrics import kernel_l1
 from mobile_kernelnet.pool_build import build_pool

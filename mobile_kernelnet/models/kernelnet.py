@@ -112,7 +112,10 @@ class GradientEstimator(nn.Module):
     ``"separable"`` — the same kernel sizes and receptive field (17 px), but each
     ``channels -> channels`` convolution larger than 1x1 is depthwise ``k x k`` followed by
     a pointwise ``1 x 1`` (MobileNet's factorisation): at 24 channels 7.4 k instead of
-    25 k multiply-adds per LR pixel.
+    25 k multiply-adds per LR pixel; ``"half-res"`` — the separable body at half the LR
+    resolution (9x9 entry at stride 2, bilinear upsampling back), its 3x3 exit fed the
+    upsampled features and the input gradients (full-resolution detail returns through
+    that skip): 2.5 k multiply-adds per LR pixel, receptive field 33 px.
     """
 
     KERNELS = (9, 1, 3, 5, 1, 3)
@@ -121,20 +124,28 @@ class GradientEstimator(nn.Module):
         super().__init__()
         if arch not in GRADIENT_ARCHS:
             raise ValueError(f"grad_arch must be one of {GRADIENT_ARCHS}, not {arch!r}")
+        self.half_res = arch == "half-res"
         widths = [2] + [channels] * (len(self.KERNELS) - 1) + [2]
-        self.convs = nn.ModuleList(
-            _separable(cin, k) if arch == "separable" and cin == cout == channels and k > 1
-            else nn.Conv2d(cin, cout, k, padding=k // 2)
-            for cin, cout, k in zip(widths[:-1], widths[1:], self.KERNELS))
+        convs = [_separable(cin, k) if arch != "dense" and cin == cout == channels and k > 1
+                 else nn.Conv2d(cin, cout, k, padding=k // 2)
+                 for cin, cout, k in zip(widths[:-1], widths[1:], self.KERNELS)]
+        if self.half_res:
+            entry, exit_k = self.KERNELS[0], self.KERNELS[-1]
+            convs[0] = nn.Conv2d(2, channels, entry, stride=2, padding=entry // 2)
+            convs[-1] = nn.Conv2d(channels + 2, 2, exit_k, padding=exit_k // 2)
+        self.convs = nn.ModuleList(convs)
 
     def forward(self, grads: torch.Tensor) -> torch.Tensor:
         h = grads
         for conv in self.convs[:-1]:
             h = torch.relu(conv(h))
+        if self.half_res:
+            h = F.interpolate(h, size=grads.shape[-2:], mode="bilinear", align_corners=False)
+            h = torch.cat([h, grads], dim=1)
         return torch.tanh(self.convs[-1](h))
 
 
-GRADIENT_ARCHS = ("dense", "separable")
+GRADIENT_ARCHS = ("dense", "separable", "half-res")
 
 
 def _separable(channels: int, k: int) -> nn.Sequential:
