@@ -48,32 +48,11 @@ class PointwiseEntry(nn.Module):
         return self.net(grads)
 
 
-class HalfResBody(nn.Module):
-    """Entry 9x9 at stride 2, the body (1x1, separable 3x3 and 5x5, 1x1) at half the LR
-    resolution, bilinear upsampling, then a 3x3 exit on the upsampled features and the
-    input gradients (full resolution detail comes back through that skip)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        sep = [nn.Sequential(nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels),
-                             nn.Conv2d(channels, channels, 1)) for k in (3, 5)]
-        self.entry = nn.Conv2d(2, channels, 9, stride=2, padding=4)
-        self.body = nn.ModuleList([nn.Conv2d(channels, channels, 1), *sep, nn.Conv2d(channels, channels, 1)])
-        self.exit = nn.Conv2d(channels + 2, 2, 3, padding=1)
-
-    def forward(self, grads: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.entry(grads))
-        for conv in self.body:
-            h = torch.relu(conv(h))
-        h = nn.functional.interpolate(h, size=grads.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.tanh(self.exit(torch.cat([h, grads], dim=1)))
-
-
 CANDIDATES = {
     "separable-24 (shipped)": lambda: GradientEstimator(CHANNELS, "separable"),
     "separable-16": lambda: GradientEstimator(16, "separable"),
     "pointwise-entry-24": lambda: PointwiseEntry(CHANNELS),
-    "half-res-body-24": lambda: HalfResBody(CHANNELS),
+    "half-res-body-24": lambda: GradientEstimator(CHANNELS, "half-res"),
 }
 
 
