@@ -12,9 +12,10 @@ in turn, ``warmup`` then ``runs`` rounds, with a short idle pause before each ca
 hits every target alike while no two targets share a process, an allocator or a
 thread pool; medians and p90 of those runs are kept.
 
-Busy machine: the sgemm peak (:func:`roofline.sgemm_peak_gflops`) is measured at the
-start and at the end of the run. When it moved by more than :data:`BUSY_CHANGE`, or a
-record ran faster than its floor (``ratio_to_floor < 1``, impossible on a quiet
+Busy machine: the sgemm peak (:func:`roofline.sgemm_peak_gflops`, compute) and the copy
+bandwidth (:func:`roofline.copy_bandwidth_gbs`, memory: what these small-op graphs are
+bound by) are measured at the start and at the end of the run. When either moved by
+more than :data:`BUSY_CHANGE`, or a record ran faster than its floor (``ratio_to_floor < 1``, impossible on a quiet
 machine), the records are marked ``busy: true`` with the reason and `mkn bench` warns.
 
 Records are :class:`bench.records.BenchRecord` (schema :data:`SCHEMA`), with ``pid``
@@ -47,7 +48,7 @@ from mobile_kernelnet.models import create_model
 from mobile_kernelnet.models.registry import weights_path
 
 from .records import BenchRecord
-from .roofline import floor_ms as roofline_floor_ms, model_flops, sgemm_peak_gflops
+from .roofline import copy_bandwidth_gbs, floor_ms as roofline_floor_ms, model_flops, sgemm_peak_gflops
 
 SCHEMA = "mkn-bench/1"
 PAUSE_S = 0.03
@@ -56,7 +57,8 @@ spin for a while after a run, and without a pause they steal the cores from the 
 target of the round (seen here: the TFLite call right after ONNX Runtime's ran ~1.7x
 slower at 2 threads than the same file later in the round)."""
 BUSY_CHANGE = 0.20
-"""Relative change of the sgemm peak between a run's start and end that marks it busy."""
+"""Relative change of the sgemm peak or the copy bandwidth between a run's start and end
+that marks it busy."""
 
 
 @dataclass(frozen=True)
@@ -182,12 +184,14 @@ def bench_group(targets: list[Target], manifest: Manifest, threads: int, runs: i
 
 
 def busy_reasons(peaks_start: dict[int, float], peaks_end: dict[int, float],
-                 records: list[BenchRecord]) -> list[str]:
+                 records: list[BenchRecord], copy_gbs: tuple[float, float] | None = None) -> list[str]:
     """Why a run's timings cannot be trusted (empty when the machine looked quiet): the
-    sgemm peak moved by more than :data:`BUSY_CHANGE` between start and end, or a record
-    ran faster than its floor."""
+    sgemm peak (per thread count) or the copy bandwidth ``(start, end)`` GB/s moved by more
+    than :data:`BUSY_CHANGE` between start and end, or a record ran faster than its floor."""
     reasons = [f"sgemm peak at {n} thread(s) moved {peaks_start[n]:.0f} -> {peaks_end[n]:.0f} GFLOP/s"
                for n in peaks_start if abs(peaks_end[n] / peaks_start[n] - 1) > BUSY_CHANGE]
+    if copy_gbs is not None and abs(copy_gbs[1] / copy_gbs[0] - 1) > BUSY_CHANGE:
+        reasons.append(f"copy bandwidth moved {copy_gbs[0]:.1f} -> {copy_gbs[1]:.1f} GB/s")
     reasons += [f"{r.name} ran below its floor (ratio {r.ratio_to_floor:.2f})" for r in records
                 if r.ok and r.ratio_to_floor < 1]
     return reasons
@@ -200,12 +204,12 @@ def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], r
     """Benchmark an export directory; ``on_group`` gets every finished group of records
     (one size and thread count) so the caller can save them as they come. Returns the
     records (each marked ``busy``) and the machine check: ``{"sgemm_gflops_start",
-    "sgemm_gflops_end", "busy_reasons"}``."""
+    "sgemm_gflops_end", "copy_gbs_start", "copy_gbs_end", "busy_reasons"}``."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     sizes = sizes or [manifest.input_size]
     say = tqdm.write if progress else (lambda _: None)
-    peaks_start = {n: sgemm_peak_gflops(n) for n in threads}
+    peaks_start, copy_start = {n: sgemm_peak_gflops(n) for n in threads}, copy_bandwidth_gbs()
     records = []
     bar = tqdm(total=len(sizes) * len(threads) * (runs + warmup), desc="bench", unit="round", disable=not progress)
     for size in sizes:
@@ -225,16 +229,17 @@ def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], r
             records += group
             on_group(group)
     bar.close()
-    peaks_end = {n: sgemm_peak_gflops(n) for n in threads}
+    peaks_end, copy_end = {n: sgemm_peak_gflops(n) for n in threads}, copy_bandwidth_gbs()
     for r in records:  # the floor from the faster of the two measurements
         if r.ok:
             r.floor_ms = roofline_floor_ms(r.flops, max(peaks_start[r.threads], peaks_end[r.threads]))
             r.ratio_to_floor = r.latency_ms_median / r.floor_ms
-    reasons = busy_reasons(peaks_start, peaks_end, records)
+    reasons = busy_reasons(peaks_start, peaks_end, records, (copy_start, copy_end))
     for r in records:
         r.busy = bool(reasons)
     return records, {"sgemm_gflops_start": {str(n): v for n, v in peaks_start.items()},
-                     "sgemm_gflops_end": {str(n): v for n, v in peaks_end.items()}, "busy_reasons": reasons}
+                     "sgemm_gflops_end": {str(n): v for n, v in peaks_end.items()},
+                     "copy_gbs_start": copy_start, "copy_gbs_end": copy_end, "busy_reasons": reasons}
 
 
 def compare(records: list[BenchRecord], baseline: list[BenchRecord], max_slowdown: float,

@@ -52,3 +52,18 @@ def sgemm_peak_gflops(threads: int, n: int = 2048, runs: int = 7) -> float:
         return 2 * n ** 3 / float(np.median(times)) / 1e9
     finally:
         torch.set_num_threads(before)
+
+
+def copy_bandwidth_gbs(megabytes: int = 64, runs: int = 9) -> float:
+    """Median GB/s (read + write) of copying a ``megabytes`` float32 buffer, 8x this host's
+    L3: what small-op graphs (depthwise and 2-channel convolutions, DFT matmuls of one
+    image) are bound by, and what other tenants take without the sgemm peak noticing."""
+    src = np.ones(megabytes * 2 ** 18, np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - t0)
+    return 2 * src.nbytes / float(np.median(times)) / 1e9

@@ -22,7 +22,8 @@ FIELDS = {"model", "sf", "format", "runtime", "threads", "input_size", "latency_
 def records(exported, testset_root_sf2):
     records, check = run_bench(exported, None, [1], runs=3, warmup=1, testset_root=testset_root_sf2,
                                max_images=2, progress=False)
-    assert set(check) == {"sgemm_gflops_start", "sgemm_gflops_end", "busy_reasons"}
+    assert set(check) == {"sgemm_gflops_start", "sgemm_gflops_end", "copy_gbs_start", "copy_gbs_end", "busy_reasons"}
+    assert check["copy_gbs_start"] > 0.5 and check["copy_gbs_end"] > 0.5
     assert all(r.busy == bool(check["busy_reasons"]) for r in records)
     return records
 
@@ -179,3 +180,11 @@ def test_busy_machine_is_detected():
     assert "moved 100 -> 70" in busy_reasons({1: 100.0}, {1: 70.0}, ok)[0]
     below = [replace(ok[0], ratio_to_floor=0.8)]
     assert "below its floor" in busy_reasons({1: 100.0}, {1: 100.0}, below)[0]
+    # memory-bound slowdowns the sgemm peak does not see
+    assert busy_reasons({1: 100.0}, {1: 100.0}, ok, (20.0, 18.0)) == []
+    assert "copy bandwidth moved 20.0 -> 12.0" in busy_reasons({1: 100.0}, {1: 100.0}, ok, (20.0, 12.0))[0]
+
+
+def test_copy_bandwidth_probe_measures_a_plausible_rate():
+    from bench.roofline import copy_bandwidth_gbs
+    assert 0.5 < copy_bandwidth_gbs(megabytes=16, runs=3) < 1000
