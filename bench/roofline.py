@@ -37,19 +37,24 @@ def floor_ms(flops: int, peak_gflops: float) -> float:
     return flops / (peak_gflops * 1e9) * 1e3
 
 
+def _median_seconds(call, runs: int) -> float:
+    """Median wall time of ``runs`` calls of ``call()`` after one untimed call (s)."""
+    call()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def sgemm_peak_gflops(threads: int, n: int = 2048, runs: int = 7) -> float:
     """Median GFLOP/s of an ``n x n`` float32 ``torch.mm`` on ``threads`` threads."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         a, b = torch.rand(n, n), torch.rand(n, n)
-        torch.mm(a, b)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            torch.mm(a, b)
-            times.append(time.perf_counter() - t0)
-        return 2 * n ** 3 / float(np.median(times)) / 1e9
+        return 2 * n ** 3 / _median_seconds(lambda: torch.mm(a, b), runs) / 1e9
     finally:
         torch.set_num_threads(before)
 
@@ -60,10 +65,4 @@ def copy_bandwidth_gbs(megabytes: int = 64, runs: int = 9) -> float:
     image) are bound by, and what other tenants take without the sgemm peak noticing."""
     src = np.ones(megabytes * 2 ** 18, np.float32)
     dst = np.empty_like(src)
-    np.copyto(dst, src)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        times.append(time.perf_counter() - t0)
-    return 2 * src.nbytes / float(np.median(times)) / 1e9
+    return 2 * src.nbytes / _median_seconds(lambda: np.copyto(dst, src), runs) / 1e9
