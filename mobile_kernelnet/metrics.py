@@ -95,3 +95,17 @@ def ssim(img: np.ndarray, ref: np.ndarray, sf: int = 0) -> float:
     a, b = _prepare(img, ref, sf)
     return float(structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
                                        use_sample_covariance=False))
+
+
+def paired_mean_difference_ci(a: np.ndarray, b: np.ndarray, level: float = 0.95, resamples: int = 5000,
+                              seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap ``level`` interval of ``mean(a - b)`` for paired per-case
+    scores ``a``, ``b`` ``(N,)`` (cases resampled with replacement, seeded)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise ValueError(f"expected two equal-length 1-D score arrays, got shapes {a.shape} and {b.shape}")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(resamples, diff.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)

@@ -6,13 +6,16 @@ config and sf scored on the very same set:
 
 1. patch camera mix (the run's own ``val_l1``): lower than the shipped weights';
 2. patch clean set (``val_clean_l1``): at most :data:`CLEAN_ALLOWANCE` higher;
-3. natural images at deployment size (:func:`natural_scores`: the 15 ``tune-sr``
-   cases, whole LR images through the fixed-budget window), clean: at most
-   :data:`CLEAN_ALLOWANCE` higher;
+3. natural images at deployment size (:func:`natural_errors`: the ``tune-sr`` cases of
+   :data:`NATURAL_SEEDS` seeds -- 90 at sf 2 -- whole LR images through the fixed-budget
+   window), clean: the upper end of the paired bootstrap 95 % interval of the mean
+   difference at most :data:`CLEAN_ALLOWANCE`;
 4. the same images at the three camera levels, mean L1: lower.
 
-The patch sets alone once passed a run whose clean test error then rose by 0.09
-(NOTES.md, ninth session); criteria 3 and 4 are there for that.
+The patch sets alone once passed a run whose clean test error then rose by 0.09, and a
+15-case natural set passed two runs at +0.03 that the gallery then put at +0.04
+(NOTES.md, ninth and tenth sessions); criteria 3 and 4, with six times the cases and the
+spread taken into account, are there for that.
 """
 from __future__ import annotations
 
@@ -25,28 +28,37 @@ from torch import nn
 
 from .budget import apply_window, budget_for, select_window
 from .camera import LEVELS
-from .metrics import kernel_l1
+from .metrics import kernel_l1, paired_mean_difference_ci
 
 CLEAN_ALLOWANCE = 0.03
 """Issue 19's allowance on clean images for a camera-trained model."""
 SPLITS = ("clean", *LEVELS)
+NATURAL_SEEDS = 6
+"""Seeds of :func:`sr_tuning.tuning_cases` in the natural set (kernels and noise differ per seed)."""
 
 
 @torch.no_grad()
-def natural_scores(model: nn.Module, sf: int) -> dict[str, float]:
-    """Mean kernel L1 of ``model`` on :func:`sr_tuning.tuning_cases` at ``sf`` per split
-    (``clean`` and each camera level) and ``camera`` (the levels' mean)."""
+def natural_errors(model: nn.Module, sf: int) -> dict[str, np.ndarray]:
+    """Per-case kernel L1 ``(N,)`` of ``model`` on :func:`sr_tuning.tuning_cases` at ``sf``
+    for seeds ``0 .. NATURAL_SEEDS - 1``, per split (``clean`` and each camera level)."""
     from .sr_tuning import tuning_cases
 
     model.eval()
-    scores = {}
+    errors = {}
     for split in SPLITS:
         errs = []
-        for case in tuning_cases(sf, level=None if split == "clean" else split):
-            window = select_window(case["lr"], budget_for(sf, None))
-            k = model(torch.from_numpy(apply_window(case["lr"], window))[None, None])[0, 0].numpy()
-            errs.append(kernel_l1(k, case["kernel"]))
-        scores[split] = float(np.mean(errs))
+        for seed in range(NATURAL_SEEDS):
+            for case in tuning_cases(sf, seed, level=None if split == "clean" else split):
+                window = select_window(case["lr"], budget_for(sf, None))
+                k = model(torch.from_numpy(apply_window(case["lr"], window))[None, None])[0, 0].numpy()
+                errs.append(kernel_l1(k, case["kernel"]))
+        errors[split] = np.asarray(errs)
+    return errors
+
+
+def natural_scores(errors: dict[str, np.ndarray]) -> dict[str, float]:
+    """Means of :func:`natural_errors` per split, and ``camera`` (the levels' mean)."""
+    scores = {split: float(e.mean()) for split, e in errors.items()}
     scores["camera"] = float(np.mean([scores[level] for level in LEVELS]))
     return scores
 
@@ -75,18 +87,22 @@ def ship_check(run: str | Path) -> dict:
     if baseline is None or "val_clean_l1" not in baseline or "val_clean_l1" not in info["best_val"]:
         raise ValueError(f"{run} is not a camera run with a shipped-baseline record; the rule is for those")
     shipped = create_model(cfg.shipped_name, cfg.sf, cfg.config)
-    run_nat, ship_nat = natural_scores(model, cfg.sf), natural_scores(shipped, cfg.sf)
+    run_err, ship_err = natural_errors(model, cfg.sf), natural_errors(shipped, cfg.sf)
+    run_nat, ship_nat = natural_scores(run_err), natural_scores(ship_err)
+    clean_ci = paired_mean_difference_ci(run_err["clean"], ship_err["clean"])
+    camera_ci = paired_mean_difference_ci(np.mean([run_err[v] for v in LEVELS], axis=0),
+                                          np.mean([ship_err[v] for v in LEVELS], axis=0))
     val = info["best_val"]
     criteria = {
         "patch_camera": {"run": val["val_l1"], "shipped": baseline["val_l1"],
                          "pass": val["val_l1"] < baseline["val_l1"]},
         "patch_clean": {"run": val["val_clean_l1"], "shipped": baseline["val_clean_l1"],
                         "pass": val["val_clean_l1"] <= baseline["val_clean_l1"] + CLEAN_ALLOWANCE},
-        "natural_clean": {"run": run_nat["clean"], "shipped": ship_nat["clean"],
-                          "pass": run_nat["clean"] <= ship_nat["clean"] + CLEAN_ALLOWANCE},
-        "natural_camera": {"run": run_nat["camera"], "shipped": ship_nat["camera"],
+        "natural_clean": {"run": run_nat["clean"], "shipped": ship_nat["clean"], "difference_95ci": clean_ci,
+                          "pass": clean_ci[1] <= CLEAN_ALLOWANCE},
+        "natural_camera": {"run": run_nat["camera"], "shipped": ship_nat["camera"], "difference_95ci": camera_ci,
                            "pass": run_nat["camera"] < ship_nat["camera"]},
     }
     return {"run": str(run), "model": cfg.shipped_name, "sf": cfg.sf, "config": cfg.config,
-            "criteria": criteria, "natural": {"run": run_nat, "shipped": ship_nat},
+            "criteria": criteria, "natural": {"run": run_nat, "shipped": ship_nat, "cases": len(run_err["clean"])},
             "ship": all(c["pass"] for c in criteria.values())}

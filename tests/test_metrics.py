@@ -66,3 +66,15 @@ def test_ssim(rng):
     assert M.ssim(a, np.clip(a + rng.normal(0, 0.2, a.shape), 0, 1)) < 0.9
     with pytest.raises(ValueError):
         M.ssim(a, a[:10])
+
+
+def test_paired_bootstrap_interval_brackets_the_mean_difference_and_pairs_the_cases():
+    from mobile_kernelnet.metrics import paired_mean_difference_ci
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.9, 200)                  # case difficulty varies a lot ...
+    run = base + 0.02 + rng.normal(0, 0.01, 200)       # ... the paired difference hardly at all
+    lo, hi = paired_mean_difference_ci(run, base)
+    assert lo < (run - base).mean() < hi and 0.015 < lo and hi < 0.025
+    assert paired_mean_difference_ci(base, base) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_mean_difference_ci(run, base[:10])

@@ -207,13 +207,16 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     both sides scored on the same images, and the report lands in the run folder."""
     from mobile_kernelnet.cli import main
     from mobile_kernelnet.models import create_model
-    from mobile_kernelnet.ship_check import natural_scores
+    from mobile_kernelnet.ship_check import natural_errors, natural_scores
 
     Trainer(TrainConfig(model="s2k", camera=True, **TINY), tmp_path / "run").run()
     assert main(["ship-check", str(tmp_path / "run")]) == 1
     report = json.loads((tmp_path / "run" / "ship_check.json").read_text())
     assert not report["ship"] and not report["criteria"]["natural_camera"]["pass"]
-    assert report["natural"]["shipped"] == natural_scores(create_model("s2k", 2, "mobile"), 2)
+    shipped = natural_errors(create_model("s2k", 2, "mobile"), 2)
+    assert report["natural"]["shipped"] == natural_scores(shipped) and report["natural"]["cases"] == 90
+    lo, hi = report["criteria"]["natural_clean"]["difference_95ci"]
+    assert lo <= report["natural"]["run"]["clean"] - report["natural"]["shipped"]["clean"] <= hi
     assert "do not ship" in capsys.readouterr().out
     Trainer(TrainConfig(model="s2k", **TINY), tmp_path / "lab").run()
     assert main(["ship-check", str(tmp_path / "lab")]) == 2  # a usage error: nothing was judged

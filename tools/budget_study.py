@@ -17,17 +17,11 @@ import numpy as np
 
 from mobile_kernelnet.estimation import KernelEstimator
 from mobile_kernelnet.imio import write_json
-from mobile_kernelnet.metrics import kernel_l1
+from mobile_kernelnet.metrics import kernel_l1, paired_mean_difference_ci
 from mobile_kernelnet.sr_tuning import tuning_cases
 
 BUDGETS = (96, 128, 160, 192, 256)
 MODELS = ("kernelnet", "s2k")
-
-
-def paired_interval(diff: np.ndarray, rng: np.random.Generator, n: int = 5000) -> list[float]:
-    """95 % bootstrap interval of the mean of ``diff`` (cases resampled with replacement)."""
-    means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n)]
-    return [float(v) for v in np.percentile(means, [2.5, 97.5])]
 
 
 def main() -> None:
@@ -35,13 +29,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=Path("results/budget_study_sf2.json"))
     args = ap.parse_args()
     cases = [c for seed in range(6) for c in tuning_cases(2, seed=seed)]
-    rng = np.random.default_rng(0)
     out = {"sf": 2, "cases": len(cases), "lr_shape": list(cases[0]["lr"].shape), "models": {}}
     for model in MODELS:
         l1 = {b: np.array([kernel_l1(KernelEstimator(2, model, budget=b)(c["lr"]).kernel, c["kernel"])
                            for c in cases]) for b in BUDGETS}
         out["models"][model] = {str(b): {"mean_l1": float(v.mean()), "vs_whole": float((v - l1[256]).mean()),
-                                         "vs_whole_95ci": paired_interval(v - l1[256], rng), "l1": v.tolist()}
+                                         "vs_whole_95ci": list(paired_mean_difference_ci(v, l1[256])), "l1": v.tolist()}
                                 for b, v in l1.items()}
         print(model, " ".join(f"{b}: {v.mean():.3f}" for b, v in l1.items()))
     write_json(out, args.json)
