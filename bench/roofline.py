@@ -8,12 +8,13 @@ latency's ``ratio_to_floor`` = measured / floor (1 = at the limit).
 """
 from __future__ import annotations
 
-import time
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mobile_kernelnet.models.registry import StagedEstimator
+
+from .latency import time_callable
 
 
 def model_flops(model: torch.nn.Module, size: int) -> int:
@@ -37,15 +38,9 @@ def floor_ms(flops: int, peak_gflops: float) -> float:
     return flops / (peak_gflops * 1e9) * 1e3
 
 
-def _median_seconds(call, runs: int) -> float:
-    """Median wall time of ``runs`` calls of ``call()`` after one untimed call (s)."""
-    call()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def _median_s(call, runs: int) -> float:
+    """Median seconds of ``runs`` timed calls of ``call()`` after one untimed call."""
+    return time_callable(call, runs, warmup=0)["latency_ms_median"] / 1e3
 
 
 def sgemm_peak_gflops(threads: int, n: int = 2048, runs: int = 7) -> float:
@@ -54,7 +49,7 @@ def sgemm_peak_gflops(threads: int, n: int = 2048, runs: int = 7) -> float:
     torch.set_num_threads(threads)
     try:
         a, b = torch.rand(n, n), torch.rand(n, n)
-        return 2 * n ** 3 / _median_seconds(lambda: torch.mm(a, b), runs) / 1e9
+        return 2 * n ** 3 / _median_s(lambda: torch.mm(a, b), runs) / 1e9
     finally:
         torch.set_num_threads(before)
 
@@ -65,4 +60,4 @@ def copy_bandwidth_gbs(megabytes: int = 64, runs: int = 9) -> float:
     image) are bound by, and what other tenants take without the sgemm peak noticing."""
     src = np.ones(megabytes * 2 ** 18, np.float32)
     dst = np.empty_like(src)
-    return 2 * src.nbytes / _median_seconds(lambda: np.copyto(dst, src), runs) / 1e9
+    return 2 * src.nbytes / _median_s(lambda: np.copyto(dst, src), runs) / 1e9
