@@ -813,6 +813,8 @@ def add_train_parser(sub) -> None:
                    help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
     r.add_argument("--grad-arch", choices=("dense", "separable", "half-res"), default=None,
                    help="KernelNet: gradient-estimator convolutions (default: the config's; see models/kernelnet.py)")
+    r.add_argument("--grad-channels", type=int, default=None,
+                   help="KernelNet: gradient-estimator width (default: the config's, 24 for mobile)")
     r.add_argument("--camera", action="store_true", default=None,
                    help="train and validate on the camera degradation (sensor noise + JPEG, see camera.py)")
     r.add_argument("--camera-clean-prob", type=float, default=None,

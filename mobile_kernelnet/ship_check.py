@@ -38,22 +38,22 @@ NATURAL_SEEDS = 6
 
 
 @torch.no_grad()
-def natural_errors(model: nn.Module, sf: int) -> dict[str, np.ndarray]:
-    """Per-case kernel L1 ``(N,)`` of ``model`` on :func:`sr_tuning.tuning_cases` at ``sf``
-    for seeds ``0 .. NATURAL_SEEDS - 1``, per split (``clean`` and each camera level)."""
+def natural_errors(models: dict[str, nn.Module], sf: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per-case kernel L1 ``(N,)`` of each of ``models`` on :func:`sr_tuning.tuning_cases` at
+    ``sf`` for seeds ``0 .. NATURAL_SEEDS - 1``, per split (``clean`` and each camera level):
+    ``{name: {split: errors}}``. The cases are made once and every model sees the same ones."""
     from .sr_tuning import tuning_cases
 
-    model.eval()
-    errors = {}
+    for model in models.values():
+        model.eval()
+    errors = {name: {split: [] for split in SPLITS} for name in models}
     for split in SPLITS:
-        errs = []
         for seed in range(NATURAL_SEEDS):
             for case in tuning_cases(sf, seed, level=None if split == "clean" else split):
-                window = select_window(case["lr"], budget_for(sf, None))
-                k = model(torch.from_numpy(apply_window(case["lr"], window))[None, None])[0, 0].numpy()
-                errs.append(kernel_l1(k, case["kernel"]))
-        errors[split] = np.asarray(errs)
-    return errors
+                lr = torch.from_numpy(apply_window(case["lr"], select_window(case["lr"], budget_for(sf, None))))
+                for name, model in models.items():
+                    errors[name][split].append(kernel_l1(model(lr[None, None])[0, 0].numpy(), case["kernel"]))
+    return {name: {split: np.asarray(e) for split, e in per.items()} for name, per in errors.items()}
 
 
 def natural_scores(errors: dict[str, np.ndarray]) -> dict[str, float]:
@@ -87,7 +87,8 @@ def ship_check(run: str | Path) -> dict:
     if baseline is None or "val_clean_l1" not in baseline or "val_clean_l1" not in info["best_val"]:
         raise ValueError(f"{run} is not a camera run with a shipped-baseline record; the rule is for those")
     shipped = create_model(cfg.shipped_name, cfg.sf, cfg.config)
-    run_err, ship_err = natural_errors(model, cfg.sf), natural_errors(shipped, cfg.sf)
+    errors = natural_errors({"run": model, "shipped": shipped}, cfg.sf)
+    run_err, ship_err = errors["run"], errors["shipped"]
     run_nat, ship_nat = natural_scores(run_err), natural_scores(ship_err)
     clean_ci = paired_mean_difference_ci(run_err["clean"], ship_err["clean"])
     camera_ci = paired_mean_difference_ci(np.mean([run_err[v] for v in LEVELS], axis=0),

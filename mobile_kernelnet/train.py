@@ -96,6 +96,7 @@ class TrainConfig:
     fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
     refine_arch: str | None = None  # KernelNet: a key of kernelnet.REFINEMENTS (None = the config's)
     grad_arch: str | None = None    # KernelNet: a key of kernelnet.GRADIENT_ARCHS (None = the config's)
+    grad_channels: int | None = None  # KernelNet: gradient-estimator width (None = the config's)
     camera: bool = False        # camera degradation (camera.TRAINING_RANGES) for training and validation
     camera_clean_prob: float = TRAINING_RANGES.clean_prob  # camera run: share of lab-degraded training pairs
     finetune: bool = False      # start from the shipped weights of this name/config/sf (fresh optimiser)
@@ -113,6 +114,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.refine_steps and self.model != "kernelnet":
             raise ValueError("--refine-steps is a KernelNet stage (it trains the refinement module)")
+        if self.grad_channels is not None and self.grad_channels < 1:
+            raise ValueError(f"--grad-channels must be a positive width, not {self.grad_channels}")
         if not 0 <= self.camera_clean_prob <= 1:
             raise ValueError(f"--camera-clean-prob must be in [0, 1], not {self.camera_clean_prob}")
         if not 0 <= self.texture_prob <= 0.5:
@@ -172,6 +175,8 @@ class KernelNetRecipe(Recipe):
             mcfg = replace(mcfg, refine_arch=cfg.refine_arch)
         if cfg.grad_arch is not None:
             mcfg = replace(mcfg, grad_arch=cfg.grad_arch)
+        if cfg.grad_channels is not None:
+            mcfg = replace(mcfg, grad_channels=cfg.grad_channels)
         self.model = kn.KernelNet(cfg.sf, mcfg)
         self.stages_of = distributed.StagesOf(self.model)
         self.nets = {"model": self.model}
@@ -558,7 +563,7 @@ class Trainer:
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
-               "refine_arch", "grad_arch", "camera", "camera_clean_prob", "finetune", "lr", "pool", "val_size",
+               "refine_arch", "grad_arch", "grad_channels", "camera", "camera_clean_prob", "finetune", "lr", "pool", "val_size",
                "bank_size", "device")
 
 

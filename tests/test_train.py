@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mobile_kernelnet.train import TrainConfig, Trainer, canonical_command
+from mobile_kernelnet.train import RECIPES, TrainConfig, Trainer, canonical_command
 
 TINY = dict(sf=2, patch_lr=48, batch=2, pretrain_steps=2, steps=3, pool_size=12, val_size=4,
             val_every=2, ckpt_every=1, log_every=1, bank_size=2, threads=1)
@@ -194,9 +194,10 @@ def test_refine_options_reach_the_command_and_are_kernelnet_only():
     from mobile_kernelnet.cli import build_parser
     from mobile_kernelnet.train import canonical_command
 
-    cfg = TrainConfig(model="kernelnet", sf=2, refine_arch="wide", refine_steps=500)
+    cfg = TrainConfig(model="kernelnet", sf=2, refine_arch="wide", refine_steps=500, grad_channels=16)
     args = build_parser().parse_args(canonical_command(cfg).split()[1:])
-    assert (args.refine_arch, args.refine_steps) == ("wide", 500)
+    assert (args.refine_arch, args.refine_steps, args.grad_channels) == ("wide", 500, 16)
+    assert RECIPES["kernelnet"](cfg).model.config.grad_channels == 16
     with pytest.raises(ValueError, match="KernelNet"):
         TrainConfig(model="s2k", refine_steps=10)
 
@@ -213,7 +214,7 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     assert main(["ship-check", str(tmp_path / "run")]) == 1
     report = json.loads((tmp_path / "run" / "ship_check.json").read_text())
     assert not report["ship"] and not report["criteria"]["natural_camera"]["pass"]
-    shipped = natural_errors(create_model("s2k", 2, "mobile"), 2)
+    shipped = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2)["shipped"]
     assert report["natural"]["shipped"] == natural_scores(shipped) and report["natural"]["cases"] == 90
     lo, hi = report["criteria"]["natural_clean"]["difference_95ci"]
     assert lo <= report["natural"]["run"]["clean"] - report["natural"]["shipped"]["clean"] <= hi
