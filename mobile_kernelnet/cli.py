@@ -501,8 +501,9 @@ def cmd_ship_check(args: argparse.Namespace) -> int:
     from .imio import write_json
     from .ship_check import ship_check
 
-    report = ship_check(args.run)
-    print(f"{report['model']} {report['config']} sf{report['sf']}: {args.run} vs the shipped weights")
+    report = ship_check(args.run, args.within)
+    print(f"{report['model']} {report['config']} sf{report['sf']}: {args.run} vs the shipped weights "
+          f"({report['rule']} rule)")
     for name, c in report["criteria"].items():
         print(f"  {name:<15} run {c['run']:.4f}  shipped {c['shipped']:.4f}  {'pass' if c['pass'] else 'FAIL'}")
     print("ship" if report["ship"] else "do not ship")
@@ -786,6 +787,9 @@ def add_ship_check_parser(sub) -> None:
     """`mkn ship-check`."""
     c = sub.add_parser("ship-check", help="may a finished camera run replace the shipped weights? (ship_check.py)")
     c.add_argument("run", type=Path, help="run folder written by `mkn train`")
+    c.add_argument("--within", type=float, default=None, metavar="L1",
+                   help="for a run that makes the model cheaper: pass when no worse than the shipped weights "
+                        "by more than L1 on every set (e.g. 0.02); default: the camera rule (better on camera sets)")
     c.set_defaults(func=cmd_ship_check)
 
 
