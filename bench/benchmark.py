@@ -216,7 +216,7 @@ def run_bench(folder: str | Path, sizes: list[int] | None, threads: list[int], r
         sub = export_for_size(folder, manifest, size, say)
         sub_manifest = read_manifest(sub)
         targets = targets_of(sub, sub_manifest)
-        items = parity_inputs(Path(testset_root) / f"sf{manifest.sf}", manifest.sf, size, max_images, manifest.front)
+        items = parity_inputs(Path(testset_root) / f"sf{manifest.sf}", manifest.sf, size, max_images)
         l1 = {}
         for t in targets:
             try:

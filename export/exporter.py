@@ -226,8 +226,7 @@ def export(model: str, config: str, sf: int, input_size: int, formats: list[str]
                                                       "size_bytes": file.stat().st_size}, "export")
         shutil.rmtree(work / ".onnx2tf", ignore_errors=True)
         manifest = Manifest(model, config, sf, input_size, kernel_size(sf), tuple(job.module("torch").names),
-                            sha256(weights_path(model, config, sf)), tool_versions(), job.built, failed,
-                            entry.front)
+                            sha256(weights_path(model, config, sf)), tool_versions(), job.built, failed)
         write_manifest(work, manifest)
         if out.exists():
             shutil.rmtree(out)

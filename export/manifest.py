@@ -8,11 +8,7 @@ Schema :data:`SCHEMA` (one JSON object)::
      "artifacts": {FORMAT: {"file": "kernelnet_mobile_sf2_256.onnx", "sha256": "...",
                             "size_bytes": 123, "runtime": "onnxruntime", "spectral_mode": "dft",
                             "inputs": [IO], "outputs": [IO], "quantization": {...}, ...}},
-     "failed": {FORMAT: {"error": "...", "log": "logs/FORMAT.log"}},
-     "front": {"denoiser": "nl-means", "h_per_sigma": 1.2, "patch_size": 5, "patch_distance": 6}}
-
-``front`` is the pre-processing the weights are run with (:mod:`mobile_kernelnet.front`:
-denoise the LR window before it is padded to ``input_size``; ``null`` = none).
+     "failed": {FORMAT: {"error": "...", "log": "logs/FORMAT.log"}}}
 
 ``IO`` = ``{"name", "shape", "layout"[, "tensor"]}``: ``shape`` as the file stores it,
 ``layout`` ``"NCHW"`` (PyTorch, ONNX) or ``"NHWC"`` (TFLite), ``tensor`` the TFLite
@@ -33,7 +29,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mobile_kernelnet.front import FrontStage
 from mobile_kernelnet.imio import atomic_output
 
 SCHEMA = "mkn-export/1"
@@ -164,7 +159,6 @@ class Manifest:
     tools: dict[str, str]
     artifacts: dict[str, Artifact]
     failed: dict[str, dict] = field(default_factory=dict)
-    front: FrontStage | None = None     # the pre-processing denoiser the weights are run with
 
     def artifact(self, fmt: str, where: str | Path = "the export") -> Artifact:
         """The artifact of format ``fmt`` (ValueError naming the formats there are)."""
@@ -181,8 +175,7 @@ class Manifest:
         return {"schema": SCHEMA, "model": self.model, "config": self.config, "sf": self.sf,
                 "input_size": self.input_size, "kernel_size": self.kernel_size, "stages": list(self.stages),
                 "weights_sha256": self.weights_sha256, "tools": self.tools,
-                "artifacts": {k: a.to_json() for k, a in self.artifacts.items()}, "failed": self.failed,
-                "front": None if self.front is None else self.front.as_dict()}
+                "artifacts": {k: a.to_json() for k, a in self.artifacts.items()}, "failed": self.failed}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> "Manifest":
@@ -196,14 +189,10 @@ class Manifest:
             if [o.name for o in art.outputs] != stages:
                 raise ManifestError(f"{where}.artifacts[{fmt!r}]: outputs {[o.name for o in art.outputs]} "
                                     f"are not the stages {stages}")
-        try:
-            front = FrontStage.from_dict(data.get("front"))
-        except (TypeError, ValueError) as exc:
-            raise ManifestError(f"{where}.front: {exc}") from None
         return cls(_need(data, "model", str, where), _need(data, "config", str, where), _need(data, "sf", int, where),
                    _need(data, "input_size", int, where), _need(data, "kernel_size", int, where), tuple(stages),
                    _need(data, "weights_sha256", str, where), _need(data, "tools", dict, where), artifacts,
-                   data.get("failed", {}), front)
+                   data.get("failed", {}))
 
 
 def sha256(path: str | Path) -> str:

@@ -1,9 +1,9 @@
 """`mkn parity DIR`: every artifact in its real runtime against the PyTorch reference.
 
 Test images come from the project's test set for the export's sf, fitted to the
-exported input size by :func:`mobile_kernelnet.budget.budget_input` (edge-energy window,
-the manifest's denoising front stage; images smaller than the input are reflect-padded,
-and the report counts them: both sides see the same input, so the comparison stays exact). Per format:
+exported input size by :func:`mobile_kernelnet.budget.budget_input` (edge-energy window;
+images smaller than the input are reflect-padded, and the report counts them: both
+sides see the same input, so the comparison stays exact). Per format:
 
 * ``max_abs`` / ``mean_abs`` -- kernel error against the reference (over images);
 * ``delta_l1`` -- mean over images of ``|L1(k_fmt, k_true) - L1(k_ref, k_true)|``;
@@ -29,7 +29,6 @@ import numpy as np
 from mobile_kernelnet.metrics import kernel_l1
 from mobile_kernelnet.models import create_model
 from mobile_kernelnet.budget import budget_input
-from mobile_kernelnet.front import FrontStage
 from mobile_kernelnet.testset import load_testset
 
 from .formats import FORMATS, Tolerance
@@ -86,19 +85,16 @@ def parse_tolerance(spec: str, tolerances: dict[str, Tolerance]) -> dict[str, To
     return new
 
 
-def parity_inputs(testset_dir: Path, sf: int, size: int, max_images: int | None,
-                  front: FrontStage | None = None) -> list[dict]:
-    """Test-set images fitted to ``size`` (through the weights' ``front`` stage, as deployed):
-    dicts with ``stem``, ``lr`` (1,1,S,S), ``truth`` (K,K), ``fit``."""
+def parity_inputs(testset_dir: Path, sf: int, size: int, max_images: int | None) -> list[dict]:
+    """Test-set images fitted to ``size``: dicts with ``stem``, ``lr`` (1,1,S,S), ``truth`` (K,K), ``fit``."""
     manifest, entries = load_testset(testset_dir)
     if manifest["sf"] != sf:
         raise ValueError(f"{testset_dir} is the sf {manifest['sf']} test set; the export is sf {sf}")
     items = []
     for e in entries[:max_images]:
-        lr, window, _ = budget_input(e.lr(), size, front)
+        lr, window = budget_input(e.lr(), size)
         padded = " + reflect pad" if (window.height, window.width) != (size, size) else ""
-        denoised = " + denoised" if front is not None else ""
-        items.append({"stem": e.stem, "lr": lr[None, None], "truth": e.kernel(), "fit": window.how + denoised + padded})
+        items.append({"stem": e.stem, "lr": lr[None, None], "truth": e.kernel(), "fit": window.how + padded})
     if not items:
         raise ValueError(f"{testset_dir}: no test images")
     return items
@@ -166,8 +162,7 @@ def check_format(folder: Path, manifest: Manifest, fmt: str, items: list[dict], 
 
 def reference_outputs(manifest: Manifest, testset_root: str | Path, max_images: int | None) -> tuple[list, list]:
     """The test items of an export and the PyTorch reference's stage outputs on each."""
-    items = parity_inputs(Path(testset_root) / f"sf{manifest.sf}", manifest.sf, manifest.input_size, max_images,
-                          manifest.front)
+    items = parity_inputs(Path(testset_root) / f"sf{manifest.sf}", manifest.sf, manifest.input_size, max_images)
     reference = TorchRunner(create_model(manifest.model, manifest.sf, manifest.config), manifest.input_size)
     return items, [reference(it["lr"]) for it in items]
 

@@ -16,9 +16,8 @@ the phone runner contract — therefore feeds the estimator one ``S x S`` LR win
   same ``S x S`` pixels to every path.
 
 For app developers this is the whole pre-processing: luma (BT.601) in [0, 1], then
-:func:`select_window`, :func:`apply_window` and the model's denoising front stage
-(:mod:`front`; an export's manifest records it), all in :func:`budget_input`; the window's
-position is reported in the output line and JSON of `mkn estimate` (:meth:`Window.describe`).
+:func:`select_window` and :func:`apply_window`; the window's position is reported in the
+output line and JSON of `mkn estimate` (:meth:`Window.describe`).
 
 The budget per sf is the test set's LR side rounded up (252 / 168 / 126 px at sf 2 / 3 /
 4), so the test images are used whole. A 128-px budget at sf 2 (a fifth of KernelNet's
@@ -30,8 +29,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from .front import FrontStage
 
 BUDGETS = {2: 256, 3: 168, 4: 128}
 """Default LR window side per scale factor (px)."""
@@ -113,14 +110,8 @@ def pad_to_budget(window_pixels: np.ndarray, size: int) -> np.ndarray:
     return np.pad(window_pixels, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="reflect")
 
 
-def budget_input(img: np.ndarray, size: int, front: FrontStage | None = None,
-                 pad: bool = True) -> tuple[np.ndarray, Window, float | None]:
-    """What an estimator gets for ``img`` ``(H, W)``: :func:`select_window`,
-    :func:`apply_window`, the model's ``front`` stage if any (:mod:`front`), and with
-    ``pad`` :func:`pad_to_budget` (the ``(size, size)`` input of a graph exported at
-    ``size``). Returns (float32 pixels, the window, σ̂ or ``None`` without a front stage)."""
+def budget_input(img: np.ndarray, size: int) -> tuple[np.ndarray, Window]:
+    """The ``(size, size)`` float32 input of a graph exported at ``size`` for ``img``
+    ``(H, W)``: :func:`select_window`, :func:`apply_window`, :func:`pad_to_budget`."""
     window = select_window(img, size)
-    pixels, sigma = apply_window(img, window), None
-    if front is not None:
-        pixels, sigma = front(pixels)
-    return (pad_to_budget(pixels, size) if pad else pixels), window, sigma
+    return pad_to_budget(apply_window(img, window), size), window

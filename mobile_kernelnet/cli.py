@@ -116,8 +116,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs([f for st in stems for f in kernel_files(args.out, st)] + ([args.json] if args.json else []),
                               args.images)
     output_folder(args.out)
-    estimator = KernelEstimator(args.sf, name, config, args.budget, args.model_file, args.format,
-                                denoise=not args.no_denoise)
+    estimator = KernelEstimator(args.sf, name, config, args.budget, args.model_file, args.format)
     records, failures = [], 0
     for path, stem in zip(args.images, stems):
         record, est = estimate_to_files(estimator, path, args.out, stem, truth)
@@ -135,9 +134,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def estimate_line(record: dict, est) -> str:
     """The output line of one estimated image."""
     (cy, cx), k = record["centre_of_mass"], est.kernel
-    front = "" if est.front is None else f" denoised at noise {est.noise_sigma * 255:.1f}/255,"
     line = (f"{record['image']}: {est.source} sf{record['sf']} kernel {k.shape[0]}x{k.shape[1]} from the "
-            f"{est.window.describe()},{front} centre of mass ({cy:.2f}, {cx:.2f}) -> {record['kernel_file']}")
+            f"{est.window.describe()}, centre of mass ({cy:.2f}, {cx:.2f}) -> {record['kernel_file']}")
     return line + (f"  L1 vs truth {record['l1_vs_truth']:.4f}" if "l1_vs_truth" in record else "")
 
 
@@ -151,7 +149,7 @@ def cmd_estimate_collection(args: argparse.Namespace) -> int:
     name, config = estimator_choice(args)
     run = CollectionRun(args.sf, name, config, args.budget,
                         str(args.model_file.resolve()) if args.model_file else None,
-                        sha256(args.model_file) if args.model_file else None, args.format, not args.no_denoise)
+                        sha256(args.model_file) if args.model_file else None, args.format)
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -437,7 +435,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .testset import require_testset
 
     def score_kernels(sf: int, folder: Path) -> dict:
-        res = evaluate_kernels(args.models, folder, progress=not args.quiet, denoise=not args.no_denoise)
+        res = evaluate_kernels(args.models, folder, progress=not args.quiet)
         if args.check_backends:
             res["backend_agreement"] = [c for c in (backend_agreement(m, folder) for m in args.models) if c]
         return res
@@ -445,7 +443,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     def score_sr(sf: int, folder: Path) -> dict:
         figure = args.json.with_name(f"{args.json.stem}_{folder.name}.png") if args.json else None
         return evaluate_sr(args.models, folder, figure=figure, progress=not args.quiet,
-                           config=sr_config(args.noise_aware), denoise=not args.no_denoise)
+                           config=sr_config(args.noise_aware))
 
     def score_budget(sf: int, folder: Path) -> dict:
         return error_budget(folder, config=args.config)
@@ -556,8 +554,6 @@ def add_estimator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=positive_int,
                         help="LR window side the estimator sees (default: 256 / 168 / 128 at sf 2 / 3 / 4; "
                              "see budget.py)")
-    parser.add_argument("--no-denoise", action="store_true",
-                        help="skip the model's denoising front stage (front.py; on by default)")
 
 
 def add_estimate_collection_parser(sub) -> None:
@@ -740,8 +736,6 @@ def add_eval_parser(sub) -> None:
     v.add_argument("--models", action=ListOption, default=["fixed-gaussian"], help="name or name:config")
     v.add_argument("--json", type=Path, help="write the report here")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
-    v.add_argument("--no-denoise", action="store_true",
-                   help="estimate without the models' denoising front stage (front.py; the ablation)")
     v.add_argument("--sr", action="store_true",
                    help="score super-resolution with each kernel instead (PSNR/SSIM vs the HR originals)")
     v.add_argument("--noise-aware", action="store_true",

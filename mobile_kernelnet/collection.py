@@ -70,12 +70,11 @@ class CollectionRun:
     model_file: str | None = None
     model_file_sha256: str | None = None
     format: str | None = None
-    denoise: bool = True
 
     def estimator_kwargs(self) -> dict:
         """Arguments of :class:`estimation.KernelEstimator` for these settings."""
         return dict(sf=self.sf, model=self.model, config=self.config, budget=self.budget,
-                    artifact=self.model_file, artifact_format=self.format, denoise=self.denoise)
+                    artifact=self.model_file, artifact_format=self.format)
 
 
 # -- what to read ---------------------------------------------------------------

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .budget import Window, budget_for, budget_input
+from .budget import Window, apply_window, budget_for, budget_input, select_window
 from .color import to_float
-from .front import FrontStage
 from .imio import InputError, read_image
 from .kernels import kernel_size
 
@@ -51,20 +50,12 @@ def _model(name: str, sf: int, config: str | None):
 @dataclass(frozen=True)
 class Estimate:
     """A kernel and where it came from: ``kernel`` ``(K, K)`` float32 (sum 1, HR pixels,
-    centred at ``K // 2``), the pixels the estimator saw (:class:`budget.Window`), the
-    ``source`` (model name, or ``"<file> (<format>)"`` for an exported file), the front
-    stage they went through (:class:`front.FrontStage` or ``None``) and the noise std it
-    measured (``noise_sigma``, [0, 1] units; ``None`` without a front stage)."""
+    centred at ``K // 2``), the pixels the estimator saw (:class:`budget.Window`) and the
+    ``source`` (model name, or ``"<file> (<format>)"`` for an exported file)."""
 
     kernel: np.ndarray
     window: Window
     source: str
-    front: FrontStage | None = None
-    noise_sigma: float | None = None
-
-    def front_record(self) -> dict | None:
-        """The front stage and its σ̂ for a JSON record (``None`` without one)."""
-        return None if self.front is None else {**self.front.as_dict(), "noise_sigma": self.noise_sigma}
 
 
 def _luma(image: np.ndarray | str | Path) -> tuple[np.ndarray, str]:
@@ -80,21 +71,16 @@ class KernelEstimator:
     `mkn export` (its manifest beside it), run in its runtime (``artifact_format``, if
     given, must be the format its manifest records for it). ``budget``: the LR window
     side (default :data:`budget.BUDGETS` ``[sf]``; an artifact uses its own input size,
-    the window reflect-padded to it). The window goes through the model's denoising front
-    stage (the registry's, or the one the artifact's manifest records) unless
-    ``denoise=False``. Raises ValueError for an artifact of another sf or format,
-    FileNotFoundError for a missing one.
+    the window reflect-padded to it). Raises ValueError for an artifact of another sf or
+    format, FileNotFoundError for a missing one.
     """
 
     def __init__(self, sf: int = 2, model: str = "kernelnet", config: str | None = None,
                  budget: int | None = None, artifact: str | Path | None = None,
-                 artifact_format: str | None = None, threads: int | None = None, denoise: bool = True):
+                 artifact_format: str | None = None, threads: int | None = None):
         self.sf = sf
         if artifact is None:
-            from .models.registry import model_entry
-
             self.size, self.net, self.source = budget_for(sf, budget), _model(model, sf, config), model
-            self.front = model_entry(model).front if denoise else None
             return
         from export.manifest import find_artifact
         from export.runtimes import open_runner
@@ -106,17 +92,15 @@ class KernelEstimator:
         if manifest.sf != sf:
             raise ValueError(f"{artifact} was exported for sf {manifest.sf}, not {sf}")
         self.size, self.net = manifest.input_size, None
-        self.front = manifest.front if denoise else None
         self.runner = open_runner(artifact.parent, manifest, art.format, threads)
         self.source = f"{artifact.name} ({art.format})"
 
     @classmethod
-    def from_module(cls, net: torch.nn.Module, sf: int, source: str, budget: int | None = None,
-                    front: FrontStage | None = None) -> "KernelEstimator":
+    def from_module(cls, net: torch.nn.Module, sf: int, source: str, budget: int | None = None) -> "KernelEstimator":
         """An estimator around a PyTorch module not (yet) in the registry, e.g. weights
         being trained: ``net`` maps ``(1, 1, H, W)`` LR to ``(1, 1, K, K)`` kernels."""
         est = cls.__new__(cls)
-        est.sf, est.size, est.net, est.source, est.front = sf, budget_for(sf, budget), net.eval(), source, front
+        est.sf, est.size, est.net, est.source = sf, budget_for(sf, budget), net.eval(), source
         return est
 
     def __call__(self, image: np.ndarray | str | Path) -> Estimate:
@@ -126,23 +110,23 @@ class KernelEstimator:
         :class:`imio.ImageReadError` / :class:`color.ValueRangeError` on bad input."""
         img, source = _luma(image)
         check_image(img, self.sf, source)
-        lr, window, sigma = budget_input(img, self.size, self.front, pad=self.net is None)
         if self.net is not None:
             import torch
+            window = select_window(img, self.size)
             with torch.inference_mode():
-                k = self.net(torch.from_numpy(lr)[None, None])[0, 0].numpy()
-        else:
-            k = self.runner(lr[None, None])["kernel"][0, 0]
-        return Estimate(np.asarray(k, np.float32), window, self.source, self.front, sigma)
+                k = self.net(torch.from_numpy(apply_window(img, window))[None, None])[0, 0].numpy()
+            return Estimate(k.astype(np.float32), window, self.source)
+        lr, window = budget_input(img, self.size)
+        k = self.runner(lr[None, None])["kernel"][0, 0]
+        return Estimate(np.asarray(k, np.float32), window, self.source)
 
 
 def estimate_kernel(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelnet",
                     config: str | None = None, budget: int | None = None,
-                    artifact: str | Path | None = None, artifact_format: str | None = None,
-                    denoise: bool = True) -> Estimate:
+                    artifact: str | Path | None = None, artifact_format: str | None = None) -> Estimate:
     """Blur kernel of one LR image: :class:`KernelEstimator` ``(sf, model, config, budget,
-    artifact, artifact_format, denoise=denoise)(image)`` (PyTorch models are loaded once per process)."""
-    return KernelEstimator(sf, model, config, budget, artifact, artifact_format, denoise=denoise)(image)
+    artifact, artifact_format)(image)`` (PyTorch models are loaded once per process)."""
+    return KernelEstimator(sf, model, config, budget, artifact, artifact_format)(image)
 
 
 def estimate_to_files(estimator: KernelEstimator, image: str | Path, out: Path, stem: str,
@@ -160,8 +144,7 @@ def estimate_to_files(estimator: KernelEstimator, image: str | Path, out: Path, 
     except (ValueError, OSError) as exc:  # BadImageError, ImageReadError, a wrong size or file
         return {"image": str(image), "error": str(exc)}, None
     record = {"image": str(image), "kernel_file": str(npy), "source": est.source, "sf": estimator.sf,
-              "window": est.window.as_dict(), "front": est.front_record(),
-              "centre_of_mass": list(center_of_mass(est.kernel))}
+              "window": est.window.as_dict(), "centre_of_mass": list(center_of_mass(est.kernel))}
     if truth is not None:
         from .metrics import kernel_l1  # scipy.ndimage: 0.4 s of import, paid only with a truth
         record["l1_vs_truth"] = kernel_l1(est.kernel, truth)
@@ -169,6 +152,6 @@ def estimate_to_files(estimator: KernelEstimator, image: str | Path, out: Path, 
 
 
 def estimate(image: np.ndarray | str | Path, sf: int = 2, model: str = "kernelnet",
-             config: str | None = None, budget: int | None = None, denoise: bool = True) -> np.ndarray:
+             config: str | None = None, budget: int | None = None) -> np.ndarray:
     """:func:`estimate_kernel`'s kernel alone: ``(K, K)`` float32."""
-    return estimate_kernel(image, sf, model, config, budget, denoise=denoise).kernel
+    return estimate_kernel(image, sf, model, config, budget).kernel

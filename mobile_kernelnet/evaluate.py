@@ -41,23 +41,21 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def evaluate_kernels(model_specs: list[str], testset_dir: str | Path, progress: bool = True,
-                     denoise: bool = True) -> dict:
-    """Score every model on one test-set folder (each with its denoising front stage unless
-    ``denoise=False``); returns one ``results`` item of the schema."""
+def evaluate_kernels(model_specs: list[str], testset_dir: str | Path, progress: bool = True) -> dict:
+    """Score every model on one test-set folder; returns one ``results`` item of the schema."""
     manifest, entries = load_testset(testset_dir)
     sf = manifest["sf"]
     per_image = []
     for spec in model_specs:
         name, config = parse_model_spec(spec)
         for e in tqdm(entries, desc=f"{spec} sf{sf}", disable=not progress, leave=False):
-            k_est = estimate(e.lr(), sf=sf, model=name, config=config, denoise=denoise)
+            k_est = estimate(e.lr(), sf=sf, model=name, config=config)
             k_gt = e.kernel()
             row = {"model": spec, "stem": e.stem, "family": e.family, "level": e.level}
             row.update({m: fn(k_est, k_gt) for m, fn in KERNEL_METRICS.items()})
             per_image.append(row)
     models = {spec: _grouped([r for r in per_image if r["model"] == spec], _summary) for spec in model_specs}
-    return {"sf": sf, "split": manifest["split"], "front": "each model's" if denoise else "off",
+    return {"sf": sf, "split": manifest["split"],
             "testset": {"path": str(testset_dir), "n": len(entries),
                         "manifest_sha256": sha256(Path(testset_dir) / "manifest.json")},
             "models": models, "per_image": per_image}
@@ -100,7 +98,7 @@ def backend_agreement(spec: str, testset_dir: str | Path) -> dict | None:
 
 
 def evaluate_sr(model_specs: list[str], testset_dir: str | Path, figure: str | Path | None = None,
-                progress: bool = True, config: SRConfig = SRConfig(), denoise: bool = True) -> dict:
+                progress: bool = True, config: SRConfig = SRConfig()) -> dict:
     """SR quality on one test-set folder: PSNR / SSIM (luma, sf-cropped border) against the
     HR original for bicubic, and for :func:`sr.super_resolve_luma` with the fixed-Gaussian
     kernel, each model's estimated kernel and the true kernel (the upper bound).
@@ -121,7 +119,7 @@ def evaluate_sr(model_specs: list[str], testset_dir: str | Path, figure: str | P
                     k = e.kernel()
                 else:
                     name, config_name = parse_model_spec(spec)
-                    k = estimate(lr, sf=sf, model=name, config=config_name, denoise=denoise)
+                    k = estimate(lr, sf=sf, model=name, config=config_name)
                 out = super_resolve_luma(lr, k, sf, config)
             rows.append({"method": method, "stem": e.stem, "family": e.family, "level": e.level,
                          "psnr": psnr(out, hr, sf), "ssim": ssim(out, hr, sf)})
@@ -137,7 +135,7 @@ def evaluate_sr(model_specs: list[str], testset_dir: str | Path, figure: str | P
         from .figures import sr_comparison
         sr_comparison(list(shown.values()), sf, figure)
     return {"sf": sf, "split": manifest["split"], "testset": {"path": str(testset_dir), "n": len(entries)},
-            "sr_config": asdict(config), "front": "each model's" if denoise else "off",
+            "sr_config": asdict(config),
             "methods": summary, "per_image": rows, "figure": str(figure) if figure else None}
 
 

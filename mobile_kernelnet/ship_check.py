@@ -8,7 +8,7 @@ config and sf scored on the very same set:
 2. patch clean set (``val_clean_l1``): at most :data:`CLEAN_ALLOWANCE` higher;
 3. natural images at deployment size (:func:`natural_errors`: the ``tune-sr`` cases of
    :data:`NATURAL_SEEDS` seeds -- 90 at sf 2 -- whole LR images through the fixed-budget
-   window and the model's denoising front stage), clean: the upper end of the paired bootstrap 95 % interval of the mean
+   window), clean: the upper end of the paired bootstrap 95 % interval of the mean
    difference at most :data:`CLEAN_ALLOWANCE`;
 4. the same images at the three camera levels, mean L1: lower.
 
@@ -30,9 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .budget import budget_for, budget_input
+from .budget import apply_window, budget_for, select_window
 from .camera import LEVELS
-from .front import FrontStage
 from .metrics import kernel_l1, paired_mean_difference_ci
 
 CLEAN_ALLOWANCE = 0.03
@@ -45,12 +44,10 @@ NATURAL_SEEDS = 6
 
 
 @torch.no_grad()
-def natural_errors(models: dict[str, nn.Module], sf: int,
-                   front: FrontStage | None = None) -> dict[str, dict[str, np.ndarray]]:
+def natural_errors(models: dict[str, nn.Module], sf: int) -> dict[str, dict[str, np.ndarray]]:
     """Per-case kernel L1 ``(N,)`` of each of ``models`` on :func:`sr_tuning.tuning_cases` at
-    ``sf`` for seeds ``0 .. NATURAL_SEEDS - 1``, per split (``clean`` and each camera level),
-    through the window rule and ``front`` (:func:`budget.budget_input`): ``{name: {split:
-    errors}}``. The cases are made once and every model sees the same inputs."""
+    ``sf`` for seeds ``0 .. NATURAL_SEEDS - 1``, per split (``clean`` and each camera level):
+    ``{name: {split: errors}}``. The cases are made once and every model sees the same ones."""
     from .sr_tuning import tuning_cases
 
     for model in models.values():
@@ -59,7 +56,7 @@ def natural_errors(models: dict[str, nn.Module], sf: int,
     for split in SPLITS:
         for seed in range(NATURAL_SEEDS):
             for case in tuning_cases(sf, seed, level=None if split == "clean" else split):
-                lr = torch.from_numpy(budget_input(case["lr"], budget_for(sf, None), front, pad=False)[0])
+                lr = torch.from_numpy(apply_window(case["lr"], select_window(case["lr"], budget_for(sf, None))))
                 for name, model in models.items():
                     errors[name][split].append(kernel_l1(model(lr[None, None])[0, 0].numpy(), case["kernel"]))
     return {name: {split: np.asarray(e) for split, e in per.items()} for name, per in errors.items()}
@@ -96,7 +93,6 @@ def ship_check(run: str | Path, within: float | None = None) -> dict:
     or with ``within`` (e.g. :data:`CHEAPER_ALLOWANCE`) "no worse than shipped + within" on
     every one. Written to ``run/ship_check.json`` by the CLI."""
     from .models import create_model
-    from .models.registry import model_entry
 
     run = Path(run)
     model, info, baseline = _run_model(run)
@@ -104,7 +100,7 @@ def ship_check(run: str | Path, within: float | None = None) -> dict:
     if baseline is None or "val_clean_l1" not in baseline or "val_clean_l1" not in info["best_val"]:
         raise ValueError(f"{run} is not a camera run with a shipped-baseline record; the rule is for those")
     shipped = create_model(cfg.shipped_name, cfg.sf, cfg.config)
-    errors = natural_errors({"run": model, "shipped": shipped}, cfg.sf, model_entry(cfg.shipped_name).front)
+    errors = natural_errors({"run": model, "shipped": shipped}, cfg.sf)
     run_err, ship_err = errors["run"], errors["shipped"]
     run_nat, ship_nat = natural_scores(run_err), natural_scores(ship_err)
     clean_ci = paired_mean_difference_ci(run_err["clean"], ship_err["clean"])

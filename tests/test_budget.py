@@ -26,8 +26,8 @@ def test_small_images_are_used_whole_and_padded_only_for_exported_graphs(rng):
     img = rng.random((90, 100)).astype(np.float32)
     w = select_window(img, 128)
     assert w.how == "whole image" and (w.height, w.width) == (90, 100)
-    padded, w2, sigma = budget_input(img, 128)
-    assert w2 == w and padded.shape == (128, 128) and sigma is None  # no front stage asked for
+    padded, w2 = budget_input(img, 128)
+    assert w2 == w and padded.shape == (128, 128)
     np.testing.assert_array_equal(padded[19:109, 14:114], img)  # centred, reflect border around
     one_side = select_window(rng.random((90, 400)).astype(np.float32), 128)
     assert (one_side.height, one_side.width) == (90, 128)

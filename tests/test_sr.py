@@ -107,7 +107,7 @@ def test_cli_sr_with_given_kernel_and_sf_mismatch(tmp_path, capsys):
 def test_noise_estimate_tracks_the_noise_through_texture_and_jpeg():
     from mobile_kernelnet.camera import CameraParams, camera_np
     from mobile_kernelnet.data import packaged_images
-    from mobile_kernelnet.front import estimate_noise
+    from mobile_kernelnet.sr import estimate_noise
     img = next(iter(packaged_images().values()))[:256, :256]
     rng = np.random.default_rng(0)
     clean = estimate_noise(np.round(img * 255) / 255)

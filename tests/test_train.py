@@ -208,14 +208,13 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     with both sides scored on the same images, and the report lands in the run folder."""
     from mobile_kernelnet.cli import main
     from mobile_kernelnet.models import create_model
-    from mobile_kernelnet.models.s2k import FRONT as S2K_FRONT
     from mobile_kernelnet.ship_check import natural_errors, natural_scores
 
     Trainer(TrainConfig(model="s2k", camera=True, **TINY), tmp_path / "run").run()
     assert main(["ship-check", str(tmp_path / "run")]) == 1
     report = json.loads((tmp_path / "run" / "ship_check.json").read_text())
     assert not report["ship"] and not report["criteria"]["natural_camera"]["pass"]
-    shipped = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2, S2K_FRONT)["shipped"]
+    shipped = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2)["shipped"]
     assert report["natural"]["shipped"] == natural_scores(shipped) and report["natural"]["cases"] == 90
     lo, hi = report["criteria"]["natural_clean"]["difference_95ci"]
     assert lo <= report["natural"]["run"]["clean"] - report["natural"]["shipped"]["clean"] <= hi

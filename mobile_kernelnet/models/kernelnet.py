@@ -53,7 +53,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..front import FrontStage
 from ..kernels import kernel_size
 from ..spectral import (Spectral, abs2, cdiv_real, circular_from_centered, cmul, conj, cpow,
                         centered_crop_from_circular)
@@ -315,17 +314,13 @@ def build_kernelnet(sf: int, config: str, pretrained: bool, refine: bool = True)
     return make(CONFIGS[config])
 
 
-FRONT = FrontStage(h_per_sigma=1.2)
-"""KernelNet's denoising front stage (:mod:`front`), chosen on validation (NOTES.md)."""
-
-
-@register_model("kernelnet", configs=tuple(CONFIGS), front=FRONT)
+@register_model("kernelnet", configs=tuple(CONFIGS))
 def kernelnet(sf: int, config: str, pretrained: bool) -> nn.Module:
     """KernelNet, all four stages."""
     return build_kernelnet(sf, config, pretrained)
 
 
-@register_model("kernelnet-norefine", configs=tuple(CONFIGS), weights_of="kernelnet", front=FRONT)
+@register_model("kernelnet-norefine", configs=tuple(CONFIGS), weights_of="kernelnet")
 def kernelnet_norefine(sf: int, config: str, pretrained: bool) -> nn.Module:
     """Ablation: the shipped KernelNet weights with the refinement stage skipped."""
     return build_kernelnet(sf, config, pretrained, refine=False)

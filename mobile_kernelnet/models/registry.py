@@ -25,8 +25,6 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ..front import FrontStage
-
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -56,27 +54,23 @@ class StagedEstimator(Estimator, Protocol):
 class ModelEntry:
     """A registered estimator: its builder, the configs it accepts (first = default) and
     ``weights_of``, the entry whose shipped files it loads (an ablation such as
-    ``kernelnet-norefine`` runs its parent's weights; ``None`` = its own), and ``front``,
-    the denoising front stage its shipped weights are run with (:mod:`front`; ``None`` =
-    the window goes in as it is)."""
+    ``kernelnet-norefine`` runs its parent's weights; ``None`` = its own)."""
 
     name: str
     builder: Callable[[int, str, bool], nn.Module]
     configs: tuple[str, ...]
     weights_of: str | None = None
-    front: FrontStage | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, configs: tuple[str, ...] = ("default",), weights_of: str | None = None,
-                   front: FrontStage | None = None):
-    """Decorator registering ``builder`` under ``name`` (``weights_of``, ``front``: see :class:`ModelEntry`)."""
+def register_model(name: str, configs: tuple[str, ...] = ("default",), weights_of: str | None = None):
+    """Decorator registering ``builder`` under ``name`` (``weights_of``: see :class:`ModelEntry`)."""
     def wrap(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, tuple(configs), weights_of, front)
+        _REGISTRY[name] = ModelEntry(name, builder, tuple(configs), weights_of)
         return builder
     return wrap
 

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..front import FrontStage
 from ..kernels import kernel_size
 from ..spectral import Spectral, centered_crop_from_circular, matmul_last, matmul_rows
 from .kernelnet import normalize_sum
@@ -211,17 +210,13 @@ def _build(name: str, sf: int, config: str, pretrained: bool) -> S2K:
     return S2K(sf, CONFIGS[config])
 
 
-FRONT = FrontStage(h_per_sigma=0.8)
-"""S2K's denoising front stage (:mod:`front`), chosen on validation (NOTES.md)."""
-
-
-@register_model("s2k", configs=tuple(CONFIGS), front=FRONT)
+@register_model("s2k", configs=tuple(CONFIGS))
 def s2k(sf: int, config: str, pretrained: bool) -> nn.Module:
     """S2K ``config`` at ``sf``; shipped weights when ``pretrained``."""
     return _build("s2k", sf, config, pretrained)
 
 
-@register_model("s2k-noadv", configs=tuple(CONFIGS), front=FRONT)
+@register_model("s2k-noadv", configs=tuple(CONFIGS))
 def s2k_noadv(sf: int, config: str, pretrained: bool) -> nn.Module:
     """Ablation: S2K trained without the discriminator (``--adv-weight 0``)."""
     return _build("s2k-noadv", sf, config, pretrained)
