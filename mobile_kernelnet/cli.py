@@ -813,6 +813,9 @@ def add_train_parser(sub) -> None:
                    help="S2K: weight of the hinge keeping the kernel map out of softplus' dead zone (default 0)")
     r.add_argument("--fft1-threshold", type=float, default=None,
                    help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's, 0.05)")
+    r.add_argument("--fft1-threshold-mode", choices=("hard", "soft"), default=None,
+                   help="KernelNet: 'hard' zeroes the taps below the threshold, 'soft' subtracts it and clips at 0 "
+                        "(continuous: no tap flips under fp16/int8 rounding); default: the config's, hard")
     r.add_argument("--refine-arch", choices=("paper", "wide", "wide-residual"), default=None,
                    help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
     r.add_argument("--grad-arch", choices=("dense", "separable", "half-res"), default=None,

@@ -94,6 +94,7 @@ class TrainConfig:
     texture_prob: float = 0.0   # share of HR patches from procedural textures (taken from dead leaves' 0.5)
     live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
     fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
+    fft1_threshold_mode: str | None = None  # KernelNet: a key of kernelnet.THRESHOLD_MODES (None = the config's)
     refine_arch: str | None = None  # KernelNet: a key of kernelnet.REFINEMENTS (None = the config's)
     grad_arch: str | None = None    # KernelNet: a key of kernelnet.GRADIENT_ARCHS (None = the config's)
     grad_channels: int | None = None  # KernelNet: gradient-estimator width (None = the config's)
@@ -171,6 +172,8 @@ class KernelNetRecipe(Recipe):
         mcfg = kn.CONFIGS[cfg.config]
         if cfg.fft1_threshold is not None:
             mcfg = replace(mcfg, threshold=cfg.fft1_threshold)
+        if cfg.fft1_threshold_mode is not None:
+            mcfg = replace(mcfg, threshold_mode=cfg.fft1_threshold_mode)
         if cfg.refine_arch is not None:
             mcfg = replace(mcfg, refine_arch=cfg.refine_arch)
         if cfg.grad_arch is not None:
@@ -563,8 +566,8 @@ class Trainer:
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
-               "refine_arch", "grad_arch", "grad_channels", "camera", "camera_clean_prob", "finetune", "lr", "pool", "val_size",
-               "bank_size", "device")
+               "fft1_threshold_mode", "refine_arch", "grad_arch", "grad_channels", "camera", "camera_clean_prob",
+               "finetune", "lr", "pool", "val_size", "bank_size", "device")
 
 
 def canonical_command(cfg: TrainConfig) -> str:

@@ -61,20 +61,49 @@ def test_unknown_refinement_is_refused():
         WideRefinement(16, 17)
 
 
+def _blurred_gradients(k: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random sharp gradients ``(1, 2, 64, 64)`` and their circular blur by the odd ``(L, L)`` kernel ``k``."""
+    grads = torch.randn(1, 2, 64, 64, generator=torch.Generator().manual_seed(seed))
+    r = k.shape[0] // 2
+    pad = torch.zeros(64, 64, dtype=torch.float64)
+    pad[:k.shape[0], :k.shape[1]] = k
+    pad = torch.roll(pad, (-r, -r), dims=(0, 1))  # centre at index 0
+    return torch.fft.irfft2(torch.fft.rfft2(grads.double()) * torch.fft.rfft2(pad), s=(64, 64)).float(), grads
+
+
 @pytest.mark.parametrize("backend", ["torch", "matmul"])
 def test_fft1_recovers_a_known_lr_kernel(backend):
     """y = g ⊛ k circularly -> eq. 11 with tiny lambda and no threshold returns k."""
-    g = torch.Generator().manual_seed(1)
     k = torch.from_numpy(gaussian_kernel(7, 1.2, 0.6, theta=0.5))
-    grads = torch.randn(1, 2, 64, 64, generator=g)
-    pad = torch.zeros(64, 64, dtype=torch.float64)
-    pad[:7, :7] = k
-    pad = torch.roll(pad, (-3, -3), dims=(0, 1))  # centre at index 0
-    y = torch.fft.irfft2(torch.fft.rfft2(grads.double()) * torch.fft.rfft2(pad), s=(64, 64)).float()
+    y, grads = _blurred_gradients(k)
     fft1 = FFT1(Spectral(backend), klr_size=7, threshold=0.0, lambda_init=1e-9, border=0)
     with torch.no_grad():
         est = fft1(y, grads)[0, 0]
     assert torch.allclose(est, k.float(), atol=1e-4)
+
+
+def test_soft_threshold_is_continuous_where_the_hard_one_flips_a_tap():
+    """A tap 1 % above or below the threshold: the hard mode keeps or drops it whole, the
+    soft mode moves it by about 1 % of the threshold; both keep the same support."""
+    def kernel(tap_ratio: float) -> torch.Tensor:
+        k = torch.from_numpy(gaussian_kernel(7, 0.7, 0.7)).double()
+        k[0, 3] = 0.0
+        k[0, 3] = tap_ratio * 0.1 * k.max()
+        return k / k.sum()
+
+    out = {}
+    for mode in ("hard", "soft"):
+        fft1 = FFT1(Spectral("torch"), klr_size=7, threshold=0.1, lambda_init=1e-9, border=0, threshold_mode=mode)
+        with torch.no_grad():
+            out[mode] = [fft1(*_blurred_gradients(kernel(r)))[0, 0] for r in (1.01, 0.99)]
+    hard_jump = (out["hard"][0] - out["hard"][1]).abs().max()
+    soft_jump = (out["soft"][0] - out["soft"][1]).abs().max()
+    assert hard_jump > 0.01 and soft_jump < 0.05 * hard_jump
+    above, below = out["soft"]
+    assert above.min() >= 0 and float(above.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert torch.equal(above > 0, out["hard"][0] > 0)
+    with pytest.raises(ValueError, match="threshold_mode"):
+        FFT1(Spectral("torch"), 7, 0.1, 1e-9, 0, threshold_mode="ramp")
 
 
 @pytest.mark.parametrize("copies", [4, 8, 9, 16])

@@ -194,10 +194,12 @@ def test_refine_options_reach_the_command_and_are_kernelnet_only():
     from mobile_kernelnet.cli import build_parser
     from mobile_kernelnet.train import canonical_command
 
-    cfg = TrainConfig(model="kernelnet", sf=2, refine_arch="wide", refine_steps=500, grad_channels=16)
+    cfg = TrainConfig(model="kernelnet", sf=2, refine_arch="wide", refine_steps=500, grad_channels=16,
+                      fft1_threshold_mode="soft")
     args = build_parser().parse_args(canonical_command(cfg).split()[1:])
-    assert (args.refine_arch, args.refine_steps, args.grad_channels) == ("wide", 500, 16)
-    assert RECIPES["kernelnet"](cfg).model.config.grad_channels == 16
+    assert (args.refine_arch, args.refine_steps, args.grad_channels, args.fft1_threshold_mode) == ("wide", 500, 16, "soft")
+    model = RECIPES["kernelnet"](cfg).model
+    assert model.config.grad_channels == 16 and model.fft1.threshold_mode == "soft"
     with pytest.raises(ValueError, match="KernelNet"):
         TrainConfig(model="s2k", refine_steps=10)
 

@@ -12,6 +12,11 @@
    taps below ``threshold`` x peak are zeroed (this also clips negatives; with
    oracle gradients 0.1 is best of 0, 0.05, 0.1, 0.2, but trained models reached a
    lower validation L1 at 0.05 at every sf, see NOTES.md) and it is normalised to sum 1.
+   ``threshold_mode="soft"`` instead subtracts ``threshold x peak`` and clips at 0: the
+   same support, but continuous in ``k``, so a tap near the threshold cannot flip under
+   fp16 or int8 rounding (the hard step does; NOTES.md, sf 3's GPU fp16 row), and FFT-1
+   has no comparison op (16x8 quantisation refuses GREATER). Weights are trained with
+   one mode and run with it.
 3. :class:`FFT2` — Algorithm 1, self-convolution by powering the spectrum:
    ``k_HR = F^-1(F(k_LR)^c)`` on a ``(2K+1)^2`` grid, clipped at 0, cropped to
    ``K x K``, normalised. The LR grid is read as the HR grid, so ``c`` copies widen
@@ -70,6 +75,7 @@ class KernelNetConfig:
     refine_channels: int = 64       # width of the refinement CNN (paper: 64)
     klr_size: int | None = None     # L, side of the LR kernel crop (9 / 7 / 7 at sf 2 / 3 / 4)
     threshold: float = 0.05         # FFT-1 taps below this x peak are zeroed (the shipped weights' value)
+    threshold_mode: str = "hard"    # a key of THRESHOLD_MODES: "hard" zeroes, "soft" shrinks (FFT1)
     self_convolutions: int | None = None  # c, spectrum power in FFT-2 (sf^2)
     lambda_init: float = 1e-4       # FFT-1 regulariser per pixel (learned, log-parametrised)
     border: int = 6                 # px zeroed at the image edge before FFT-1
@@ -154,13 +160,21 @@ def _separable(channels: int, k: int) -> nn.Sequential:
                          nn.Conv2d(channels, channels, 1))
 
 
-class FFT1(nn.Module):
-    """Eq. 11: ``(y_grads, g_grads)`` each ``(B, 2, H, W)`` -> ``k_LR`` ``(B, 1, L, L)``, sum 1."""
+THRESHOLD_MODES = ("hard", "soft")
 
-    def __init__(self, spectral: Spectral, klr_size: int, threshold: float, lambda_init: float, border: int):
+
+class FFT1(nn.Module):
+    """Eq. 11: ``(y_grads, g_grads)`` each ``(B, 2, H, W)`` -> ``k_LR`` ``(B, 1, L, L)``, sum 1.
+    ``threshold_mode`` (:data:`THRESHOLD_MODES`): ``"hard"`` zeroes taps below ``threshold x
+    peak``, ``"soft"`` subtracts it and clips at 0 (module docstring)."""
+
+    def __init__(self, spectral: Spectral, klr_size: int, threshold: float, lambda_init: float, border: int,
+                 threshold_mode: str = "hard"):
         super().__init__()
+        if threshold_mode not in THRESHOLD_MODES:
+            raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, not {threshold_mode!r}")
         self.spectral = spectral
-        self.klr_size, self.threshold, self.border = klr_size, threshold, border
+        self.klr_size, self.threshold, self.border, self.threshold_mode = klr_size, threshold, border, threshold_mode
         self.log_lambda = nn.Parameter(torch.tensor(float(lambda_init)).log())
 
     def forward(self, y_grads: torch.Tensor, g_grads: torch.Tensor) -> torch.Tensor:
@@ -179,8 +193,8 @@ class FFT1(nn.Module):
         den = abs2(G).sum(dim=1, keepdim=True) + self.log_lambda.exp()
         k = self.spectral.irfft2(cdiv_real(num, den), (h, w))
         k = centered_crop_from_circular(k, self.klr_size)
-        peak = k.amax(dim=(-2, -1), keepdim=True)
-        k = k * (k > self.threshold * peak).to(k.dtype)
+        cut = self.threshold * k.amax(dim=(-2, -1), keepdim=True)
+        k = torch.relu(k - cut) if self.threshold_mode == "soft" else k * (k > cut).to(k.dtype)
         return normalize_sum(k)
 
 
@@ -272,7 +286,7 @@ class KernelNet(nn.Module):
         self.kernel_size = kernel_size(sf)
         self.spectral = Spectral(cfg.spectral_backend)
         self.gradient = GradientEstimator(cfg.grad_channels, cfg.grad_arch)
-        self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, cfg.lambda_init, cfg.border)
+        self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, cfg.lambda_init, cfg.border, cfg.threshold_mode)
         self.fft2 = FFT2(self.spectral, self.kernel_size, cfg.self_convolutions)
         if cfg.refine_arch not in REFINEMENTS:
             raise ValueError(f"refine_arch must be one of {sorted(REFINEMENTS)}, not {cfg.refine_arch!r}")
