@@ -44,13 +44,17 @@ def make_photo(path: Path) -> None:
 
 
 def run_once(argv: list[str]) -> dict:
-    """Run ``argv`` as a child process: ``{"seconds", "peak_mb"}``; raises on a non-zero exit."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.read().decode()[-2000:]}")
+    """Run ``argv`` as a child process: ``{"seconds", "peak_mb"}``; raises on a non-zero exit.
+    The child's stderr (progress bars) goes to a file, not a pipe nobody reads until the
+    end: a long `mkn sr` would fill a pipe's buffer and block."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(argv)} failed: {err.read().decode(errors='replace')[-2000:]}")
     return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024}
 
 
