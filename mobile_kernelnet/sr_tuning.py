@@ -44,6 +44,7 @@ from .metrics import psnr
 from .models.registry import parse_model_spec
 from .sr import SRConfig, super_resolve_luma, upscale_bicubic
 from .testset import crop_hr
+from .textures import procedural_texture
 
 SCHEMA = "mkn-tune-sr/2"
 RULE = "max mean PSNR over kernel sources (true + each estimator), scale factors and splits"
@@ -53,12 +54,22 @@ CAMERA_GRID = {"noise_floor": (0.00125, 0.0025, 0.005), "noise_end": (1.0,)}
 high 24.90 vs 25.45 dB at noise_floor 0.0025), so the grid keeps 1 and spends its time on noise_floor."""
 
 
-def tuning_cases(sf: int, seed: int = 0, level: str | None = None) -> list[dict]:
+TEXTURE_SIDE = 504
+"""HR side of a procedural-texture case (the test set's largest crop)."""
+
+
+def tuning_cases(sf: int, seed: int = 0, level: str | None = None, textures: int = 0) -> list[dict]:
     """One case per packaged image and kernel family: ``hr`` (H, W), ``lr`` (H/sf, W/sf)
     float32 in [0, 1] (8-bit values; with ``level``, the camera degradation of that
-    :data:`camera.LEVELS` entry) and the true ``kernel`` (K, K)."""
+    :data:`camera.LEVELS` entry) and the true ``kernel`` (K, K); with ``textures``, as many
+    procedural textures (:func:`textures.procedural_texture`, ``TEXTURE_SIDE`` px, drawn
+    from ``seed``) join the packaged images: the gallery's grass, gravel and brick have no
+    like among those five photos."""
+    images = list(packaged_images().items())
+    images += [(f"texture{t}", procedural_texture(TEXTURE_SIDE, np.random.default_rng([seed, sf, 99, t])))
+               for t in range(textures)]
     cases = []
-    for i, (name, img) in enumerate(packaged_images().items()):
+    for i, (name, img) in enumerate(images):
         hr = crop_hr(img)
         for j, family in enumerate(FAMILIES):
             k = random_kernel(family, sf, np.random.default_rng([seed, sf, i, j]))

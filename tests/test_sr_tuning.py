@@ -46,3 +46,14 @@ def test_camera_sweep_covers_every_level():
                    base=SRConfig(iterations=2), progress=False, limit=1)
     assert report["splits"] == ["clean", "low", "medium", "high"]
     assert set(report["grid"][0]["psnr"]["2"]) == set(report["splits"])
+
+
+def test_textures_join_the_packaged_cases_without_changing_them():
+    from mobile_kernelnet.sr_tuning import TEXTURE_SIDE, tuning_cases
+    plain, more = tuning_cases(2, seed=3), tuning_cases(2, seed=3, textures=2)
+    assert len(more) == len(plain) + 2 * 3  # one case per texture and kernel family
+    for a, b in zip(plain, more):
+        assert a["name"] == b["name"] and np.array_equal(a["lr"], b["lr"]) and np.array_equal(a["kernel"], b["kernel"])
+    tex = more[len(plain):]
+    assert all(c["name"].startswith("texture") and c["hr"].shape == (TEXTURE_SIDE, TEXTURE_SIDE) for c in tex)
+    assert not np.array_equal(tex[0]["hr"], tuning_cases(2, seed=4, textures=1)[len(plain)]["hr"])  # drawn per seed

@@ -217,7 +217,7 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     report = json.loads((tmp_path / "run" / "ship_check.json").read_text())
     assert not report["ship"] and not report["criteria"]["natural_camera"]["pass"]
     shipped = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2)["shipped"]
-    assert report["natural"]["shipped"] == natural_scores(shipped) and report["natural"]["cases"] == 90
+    assert report["natural"]["shipped"] == natural_scores(shipped) and report["natural"]["cases"] == 180
     lo, hi = report["criteria"]["natural_clean"]["difference_95ci"]
     assert lo <= report["natural"]["run"]["clean"] - report["natural"]["shipped"]["clean"] <= hi
     assert "do not ship" in capsys.readouterr().out
