@@ -58,16 +58,25 @@ TEXTURE_SIDE = 504
 """HR side of a procedural-texture case (the test set's largest crop)."""
 
 
-def tuning_cases(sf: int, seed: int = 0, level: str | None = None, textures: int = 0) -> list[dict]:
+def tuning_images(sf: int, seed: int = 0, textures: int = 0) -> list[tuple[str, np.ndarray]]:
+    """``(name, HR image)`` of :func:`tuning_cases`: the packaged images and, with
+    ``textures``, as many procedural textures (:func:`textures.procedural_texture`,
+    ``TEXTURE_SIDE`` px, drawn from ``seed`` and ``sf``)."""
+    return list(packaged_images().items()) + [
+        (f"texture{t}", procedural_texture(TEXTURE_SIDE, np.random.default_rng([seed, sf, 99, t])))
+        for t in range(textures)]
+
+
+def tuning_cases(sf: int, seed: int = 0, level: str | None = None, textures: int = 0,
+                 images: list[tuple[str, np.ndarray]] | None = None) -> list[dict]:
     """One case per packaged image and kernel family: ``hr`` (H, W), ``lr`` (H/sf, W/sf)
     float32 in [0, 1] (8-bit values; with ``level``, the camera degradation of that
     :data:`camera.LEVELS` entry) and the true ``kernel`` (K, K); with ``textures``, as many
-    procedural textures (:func:`textures.procedural_texture`, ``TEXTURE_SIDE`` px, drawn
-    from ``seed``) join the packaged images: the gallery's grass, gravel and brick have no
-    like among those five photos."""
-    images = list(packaged_images().items())
-    images += [(f"texture{t}", procedural_texture(TEXTURE_SIDE, np.random.default_rng([seed, sf, 99, t])))
-               for t in range(textures)]
+    procedural textures join the packaged images (the gallery's grass, gravel and brick have
+    no like among those five photos). ``images``: :func:`tuning_images` ``(sf, seed,
+    textures)`` made once by a caller that wants several levels."""
+    if images is None:
+        images = tuning_images(sf, seed, textures)
     cases = []
     for i, (name, img) in enumerate(images):
         hr = crop_hr(img)
