@@ -816,6 +816,10 @@ def add_train_parser(sub) -> None:
     r.add_argument("--fft1-threshold-mode", choices=("hard", "soft"), default=None,
                    help="KernelNet: 'hard' zeroes the taps below the threshold, 'soft' subtracts it and clips at 0 "
                         "(continuous: no tap flips under fp16/int8 rounding); default: the config's, hard")
+    r.add_argument("--fft1-solver", choices=("eq11", "normal-equations"), default=None,
+                   help="KernelNet: 'eq11' divides the spectra per frequency (the paper); 'normal-equations' "
+                        "solves the support-restricted least squares by matrix products (no division an integer "
+                        "NPU cannot hold); default: the config's, eq11")
     r.add_argument("--refine-arch", choices=("paper", "wide", "wide-residual"), default=None,
                    help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
     r.add_argument("--grad-arch", choices=("dense", "separable", "half-res"), default=None,

@@ -37,6 +37,11 @@ def conj(a: Complex) -> Complex:
     return a[0], -a[1]
 
 
+def cmul_conj(a: Complex, b: Complex) -> Complex:
+    """``conj(a) * b``, with no negation op."""
+    return a[0] * b[0] + a[1] * b[1], a[0] * b[1] - a[1] * b[0]
+
+
 def abs2(a: Complex) -> torch.Tensor:
     """``|a|^2`` (real)."""
     return a[0] * a[0] + a[1] * a[1]
@@ -94,6 +99,26 @@ def matmul_rows(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return matmul_last(x.transpose(-1, -2), m.transpose(0, 1)).transpose(-1, -2)
 
 
+def _dft_matrix(kind: str, n: int) -> torch.Tensor:
+    """The float64 matrix ``kind`` of :meth:`Spectral._mat` (no modifiers)."""
+    j = torch.arange(n, dtype=torch.float64)
+    if kind in ("cos", "sin"):
+        ang = 2 * math.pi * torch.outer(j, j) / n
+    else:
+        h = torch.arange(n // 2 + 1, dtype=torch.float64)
+        ang = 2 * math.pi * torch.outer(j, h) / n
+        if kind in ("icos", "isin"):
+            ang = ang.T
+    mat = torch.cos(ang) if kind.endswith("cos") else torch.sin(ang)
+    if kind in ("icos", "isin"):
+        w = torch.full((n // 2 + 1,), 2.0, dtype=torch.float64)
+        w[0] = 1.0
+        if n % 2 == 0:
+            w[-1] = 1.0
+        mat = mat * (w / n)[:, None]
+    return mat
+
+
 class Spectral:
     """FFT operations with a chosen backend (``"torch"`` or ``"matmul"``)."""
 
@@ -107,24 +132,17 @@ class Spectral:
         """Constant DFT matrices (computed in float64, cached per size):
         ``cos``/``sin`` ``(n, n)``: ``cos(2 pi k j / n)``; ``rcos``/``rsin`` ``(n, n//2+1)``:
         the same for the half spectrum; ``icos``/``isin`` ``(n//2+1, n)``: the
-        weighted half-spectrum synthesis of ``irfft`` (weights 1 for DC and Nyquist, 2 else, over n)."""
+        weighted half-spectrum synthesis of ``irfft`` (weights 1 for DC and Nyquist, 2 else, over n).
+        A leading ``-`` negates the matrix and a trailing ``/n`` divides it by ``n``, so that
+        signs and normalisations are folded into constants (the graph gets no NEG or DIV)."""
         key = (kind, n)
         if key not in self._mats:
-            j = torch.arange(n, dtype=torch.float64)
-            if kind in ("cos", "sin"):
-                ang = 2 * math.pi * torch.outer(j, j) / n
-            else:
-                h = torch.arange(n // 2 + 1, dtype=torch.float64)
-                ang = 2 * math.pi * torch.outer(j, h) / n
-                if kind in ("icos", "isin"):
-                    w = torch.full((n // 2 + 1,), 2.0, dtype=torch.float64)
-                    w[0] = 1.0
-                    if n % 2 == 0:
-                        w[-1] = 1.0
-                    ang = ang.T
-            mat = torch.cos(ang) if kind.endswith("cos") else torch.sin(ang)
-            if kind in ("icos", "isin"):
-                mat = mat * (w / n)[:, None]
+            base = kind.lstrip("-").removesuffix("/n")
+            mat = _dft_matrix(base, n)
+            if kind.startswith("-"):
+                mat = -mat
+            if kind.endswith("/n"):
+                mat = mat / n
             self._mats[key] = mat
         return self._mats[key].to(dtype=dtype, device=device)
 
@@ -140,14 +158,14 @@ class Spectral:
         """Forward DFT of real ``x``: ``x e^{-i..}`` along W with the given matrices
         (half or full spectrum), then :meth:`_cols_forward` along H."""
         w = x.shape[-1]
-        return self._cols_forward(matmul_last(x, self._m(cos_kind, w, x)), -matmul_last(x, self._m(sin_kind, w, x)))
+        return self._cols_forward(matmul_last(x, self._m(cos_kind, w, x)), matmul_last(x, self._m("-" + sin_kind, w, x)))
 
     def _cols_inverse(self, z: Complex) -> Complex:
         """``(1/H)(C + iS)(re + i im)`` along the second-last axis."""
         re, im = z
         h = re.shape[-2]
-        ch, sh = self._m("cos", h, re), self._m("sin", h, re)
-        return (matmul_rows(ch, re) - matmul_rows(sh, im)) / h, (matmul_rows(ch, im) + matmul_rows(sh, re)) / h
+        ch, sh = self._m("cos/n", h, re), self._m("sin/n", h, re)
+        return matmul_rows(ch, re) - matmul_rows(sh, im), matmul_rows(ch, im) + matmul_rows(sh, re)
 
     def rfft2(self, x: torch.Tensor) -> Complex:
         """Real 2-D DFT of ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W // 2 + 1)``."""
@@ -178,4 +196,4 @@ class Spectral:
             return torch.fft.ifft2(torch.complex(z[0], z[1])).real
         yr, yi = self._cols_inverse(z)
         w = yr.shape[-1]
-        return (matmul_last(yr, self._m("cos", w, yr)) - matmul_last(yi, self._m("sin", w, yr))) / w
+        return matmul_last(yr, self._m("cos/n", w, yr)) - matmul_last(yi, self._m("sin/n", w, yr))

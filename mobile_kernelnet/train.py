@@ -95,6 +95,7 @@ class TrainConfig:
     live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
     fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
     fft1_threshold_mode: str | None = None  # KernelNet: a key of kernelnet.THRESHOLD_MODES (None = the config's)
+    fft1_solver: str | None = None  # KernelNet: a key of kernelnet.FFT1_SOLVERS (None = the config's)
     refine_arch: str | None = None  # KernelNet: a key of kernelnet.REFINEMENTS (None = the config's)
     grad_arch: str | None = None    # KernelNet: a key of kernelnet.GRADIENT_ARCHS (None = the config's)
     grad_channels: int | None = None  # KernelNet: gradient-estimator width (None = the config's)
@@ -163,23 +164,21 @@ class Recipe:
         return draw()
 
 
+KERNELNET_ARCH_OPTIONS = {"fft1_threshold": "threshold", "fft1_threshold_mode": "threshold_mode",
+                          "fft1_solver": "fft1_solver", "refine_arch": "refine_arch", "grad_arch": "grad_arch",
+                          "grad_channels": "grad_channels"}
+"""TrainConfig option -> the KernelNetConfig field it sets (``None`` keeps the config's)."""
+
+
 class KernelNetRecipe(Recipe):
     """KernelNet: ``pretrain`` (gradient estimator, L1 on sharp gradients), ``e2e``, and
     ``refine`` (refinement alone on cached FFT-2 outputs) when ``refine_steps > 0``."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        mcfg = kn.CONFIGS[cfg.config]
-        if cfg.fft1_threshold is not None:
-            mcfg = replace(mcfg, threshold=cfg.fft1_threshold)
-        if cfg.fft1_threshold_mode is not None:
-            mcfg = replace(mcfg, threshold_mode=cfg.fft1_threshold_mode)
-        if cfg.refine_arch is not None:
-            mcfg = replace(mcfg, refine_arch=cfg.refine_arch)
-        if cfg.grad_arch is not None:
-            mcfg = replace(mcfg, grad_arch=cfg.grad_arch)
-        if cfg.grad_channels is not None:
-            mcfg = replace(mcfg, grad_channels=cfg.grad_channels)
+        chosen = {field: getattr(cfg, option) for option, field in KERNELNET_ARCH_OPTIONS.items()
+                  if getattr(cfg, option) is not None}
+        mcfg = replace(kn.CONFIGS[cfg.config], **chosen)
         self.model = kn.KernelNet(cfg.sf, mcfg)
         self.stages_of = distributed.StagesOf(self.model)
         self.nets = {"model": self.model}
@@ -566,7 +565,8 @@ class Trainer:
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
-               "fft1_threshold_mode", "refine_arch", "grad_arch", "grad_channels", "camera", "camera_clean_prob",
+               "fft1_threshold_mode", "fft1_solver", "refine_arch", "grad_arch", "grad_channels", "camera",
+               "camera_clean_prob",
                "finetune", "lr", "pool", "val_size", "bank_size", "device")
 
 

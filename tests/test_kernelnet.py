@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mobile_kernelnet.kernels import gaussian_kernel, kernel_size
-from mobile_kernelnet.models.kernelnet import (CONFIGS, FFT1, FFT2, REFINEMENTS, KernelNet, ResidualWideRefinement,
+from mobile_kernelnet.models.kernelnet import (CONFIGS, FFT1, FFT1_SOLVERS, FFT2, REFINEMENTS, KernelNet, ResidualWideRefinement,
                                                 WideRefinement, image_gradients)
 from mobile_kernelnet.spectral import Spectral
 
@@ -61,25 +61,56 @@ def test_unknown_refinement_is_refused():
         WideRefinement(16, 17)
 
 
-def _blurred_gradients(k: torch.Tensor, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random sharp gradients ``(1, 2, 64, 64)`` and their circular blur by the odd ``(L, L)`` kernel ``k``."""
-    grads = torch.randn(1, 2, 64, 64, generator=torch.Generator().manual_seed(seed))
-    r = k.shape[0] // 2
-    pad = torch.zeros(64, 64, dtype=torch.float64)
+def _blurred_gradients(k: torch.Tensor, seed: int = 1,
+                       grads: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sharp gradients ``(1, 2, N, N)`` (random 64 x 64 unless given) and their circular
+    blur by the odd ``(L, L)`` kernel ``k``."""
+    if grads is None:
+        grads = torch.randn(1, 2, 64, 64, generator=torch.Generator().manual_seed(seed))
+    n, r = grads.shape[-1], k.shape[0] // 2
+    pad = torch.zeros(n, n, dtype=torch.float64)
     pad[:k.shape[0], :k.shape[1]] = k
     pad = torch.roll(pad, (-r, -r), dims=(0, 1))  # centre at index 0
-    return torch.fft.irfft2(torch.fft.rfft2(grads.double()) * torch.fft.rfft2(pad), s=(64, 64)).float(), grads
+    return torch.fft.irfft2(torch.fft.rfft2(grads.double()) * torch.fft.rfft2(pad), s=(n, n)).float(), grads
 
 
+@pytest.mark.parametrize("solver", FFT1_SOLVERS)
 @pytest.mark.parametrize("backend", ["torch", "matmul"])
-def test_fft1_recovers_a_known_lr_kernel(backend):
-    """y = g ⊛ k circularly -> eq. 11 with tiny lambda and no threshold returns k."""
+def test_fft1_recovers_a_known_lr_kernel(backend, solver):
+    """y = g ⊛ k circularly -> either solver with tiny lambda and no threshold returns k."""
     k = torch.from_numpy(gaussian_kernel(7, 1.2, 0.6, theta=0.5))
     y, grads = _blurred_gradients(k)
-    fft1 = FFT1(Spectral(backend), klr_size=7, threshold=0.0, lambda_init=1e-9, border=0)
+    fft1 = FFT1(Spectral(backend), klr_size=7, threshold=0.0, lambda_init=1e-9, border=0, solver=solver)
     with torch.no_grad():
         est = fft1(y, grads)[0, 0]
     assert torch.allclose(est, k.float(), atol=1e-4)
+
+
+def test_normal_equations_solve_the_support_restricted_least_squares():
+    """Correlated gradients and noisy y: the ``normal-equations`` solver returns the
+    least-squares kernel on the L x L support (an explicit patch-matrix solve), which
+    the per-frequency division of eq. 11 does not."""
+    L, n = 7, 48
+    gen = torch.Generator().manual_seed(3)
+    white = torch.randn(1, 2, n, n, generator=gen, dtype=torch.float64)
+    grads = white + torch.roll(white, 1, -1) + 0.5 * torch.roll(white, 1, -2)  # correlated neighbours
+    k = torch.from_numpy(gaussian_kernel(L, 1.5, 0.5, theta=1.0))
+    y, _ = _blurred_gradients(k, grads=grads)
+    y = y.double() + 0.3 * torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    r = L // 2
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    patches = torch.stack([torch.roll(grads, (dy, dx), (-2, -1)).reshape(-1) for dy, dx in offsets], dim=1)
+    exact = torch.linalg.lstsq(patches, y.reshape(-1, 1)).solution.reshape(L, L)
+    exact = exact.clamp(min=0) / exact.clamp(min=0).sum()
+    est = {}
+    for solver in FFT1_SOLVERS:
+        fft1 = FFT1(Spectral("torch"), klr_size=L, threshold=0.0, lambda_init=1e-9, border=0, solver=solver)
+        with torch.no_grad():
+            est[solver] = fft1(y, grads)[0, 0]
+    assert (est["normal-equations"] - exact).abs().sum() < 0.02
+    assert (est["eq11"] - exact).abs().sum() > 0.1
+    with pytest.raises(ValueError, match="solver"):
+        FFT1(Spectral("torch"), 7, 0.1, 1e-9, 0, solver="cg")
 
 
 def test_soft_threshold_is_continuous_where_the_hard_one_flips_a_tap():

@@ -195,11 +195,13 @@ def test_refine_options_reach_the_command_and_are_kernelnet_only():
     from mobile_kernelnet.train import canonical_command
 
     cfg = TrainConfig(model="kernelnet", sf=2, refine_arch="wide", refine_steps=500, grad_channels=16,
-                      fft1_threshold_mode="soft")
+                      fft1_threshold_mode="soft", fft1_solver="normal-equations")
     args = build_parser().parse_args(canonical_command(cfg).split()[1:])
-    assert (args.refine_arch, args.refine_steps, args.grad_channels, args.fft1_threshold_mode) == ("wide", 500, 16, "soft")
+    assert ((args.refine_arch, args.refine_steps, args.grad_channels, args.fft1_threshold_mode, args.fft1_solver)
+            == ("wide", 500, 16, "soft", "normal-equations"))
     model = RECIPES["kernelnet"](cfg).model
     assert model.config.grad_channels == 16 and model.fft1.threshold_mode == "soft"
+    assert model.fft1.solver == "normal-equations"
     with pytest.raises(ValueError, match="KernelNet"):
         TrainConfig(model="s2k", refine_steps=10)
 

@@ -51,6 +51,7 @@ each size it sees, and an exported graph is fixed to the size it was exported at
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -59,8 +60,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import kernel_size
-from ..spectral import (Spectral, abs2, cdiv_real, circular_from_centered, cmul, conj, cpow,
+from ..spectral import (Complex, Spectral, abs2, cdiv_real, circular_from_centered, cmul_conj, cpow,
                         centered_crop_from_circular)
+from . import quantisable
 from .registry import load_pretrained, register_model, weights_path
 
 EPS = 1e-12
@@ -76,6 +78,7 @@ class KernelNetConfig:
     klr_size: int | None = None     # L, side of the LR kernel crop (9 / 7 / 7 at sf 2 / 3 / 4)
     threshold: float = 0.05         # FFT-1 taps below this x peak are zeroed (the shipped weights' value)
     threshold_mode: str = "hard"    # a key of THRESHOLD_MODES: "hard" zeroes, "soft" shrinks (FFT1)
+    fft1_solver: str = "eq11"       # a key of FFT1_SOLVERS: the paper's division or the normal equations
     self_convolutions: int | None = None  # c, spectrum power in FFT-2 (sf^2)
     lambda_init: float = 1e-4       # FFT-1 regulariser per pixel (learned, log-parametrised)
     border: int = 6                 # px zeroed at the image edge before FFT-1
@@ -108,7 +111,7 @@ def image_gradients(x: torch.Tensor) -> torch.Tensor:
 def normalize_sum(k: torch.Tensor) -> torch.Tensor:
     """Clip at 0 and scale each ``(..., K, K)`` map to sum 1."""
     k = torch.relu(k)
-    return k / (k.sum(dim=(-2, -1), keepdim=True) + EPS)
+    return k * quantisable.reciprocal(quantisable.spatial_sum(k) + EPS)
 
 
 class GradientEstimator(nn.Module):
@@ -161,20 +164,41 @@ def _separable(channels: int, k: int) -> nn.Sequential:
 
 
 THRESHOLD_MODES = ("hard", "soft")
+FFT1_SOLVERS = ("eq11", "normal-equations")
+NE_ITERATIONS = 30
+"""Heavy-ball steps of the ``"normal-equations"`` solver."""
+NE_MOMENTUM = 0.8
+"""Its momentum (30 steps at 0.8 reach eq. 11's coarse-kernel L1 with the shipped sf 2
+gradients, clean and camera-high; 10 or 20 steps do not; NOTES.md)."""
 
 
 class FFT1(nn.Module):
-    """Eq. 11: ``(y_grads, g_grads)`` each ``(B, 2, H, W)`` -> ``k_LR`` ``(B, 1, L, L)``, sum 1.
+    """``(y_grads, g_grads)`` each ``(B, 2, H, W)`` -> ``k_LR`` ``(B, 1, L, L)``, sum 1.
+
+    ``solver`` (:data:`FFT1_SOLVERS`): ``"eq11"`` divides the spectra per frequency (the
+    paper); ``"normal-equations"`` solves the same least squares restricted to the
+    ``L x L`` support, ``(A + lambda I) k = b``, with ``A`` the Toeplitz matrix of the
+    gradients' autocorrelation ``R`` (lags within ``L - 1``) and ``b`` their cross-correlation
+    with the LR gradients (both one inverse DFT of eq. 11's denominator / numerator). It
+    scales ``A`` and ``b`` by ``sum |R|`` (a bound on ``A``'s largest eigenvalue, so one step
+    size fits every image) and takes :data:`NE_ITERATIONS` heavy-ball gradient steps; each
+    ``A k`` is a linear convolution with ``R``, as constant products (:func:`support_convolution_maps`). No
+    per-frequency division: only products, sums and one division by a scalar per image, so
+    every activation keeps a range an integer NPU can hold.
+
     ``threshold_mode`` (:data:`THRESHOLD_MODES`): ``"hard"`` zeroes taps below ``threshold x
     peak``, ``"soft"`` subtracts it and clips at 0 (module docstring)."""
 
     def __init__(self, spectral: Spectral, klr_size: int, threshold: float, lambda_init: float, border: int,
-                 threshold_mode: str = "hard"):
+                 threshold_mode: str = "hard", solver: str = "eq11"):
         super().__init__()
         if threshold_mode not in THRESHOLD_MODES:
             raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, not {threshold_mode!r}")
+        if solver not in FFT1_SOLVERS:
+            raise ValueError(f"FFT-1 solver must be one of {FFT1_SOLVERS}, not {solver!r}")
         self.spectral = spectral
         self.klr_size, self.threshold, self.border, self.threshold_mode = klr_size, threshold, border, threshold_mode
+        self.solver = solver
         self.log_lambda = nn.Parameter(torch.tensor(float(lambda_init)).log())
 
     def forward(self, y_grads: torch.Tensor, g_grads: torch.Tensor) -> torch.Tensor:
@@ -188,14 +212,60 @@ class FFT1(nn.Module):
                      (b, b, b, b))
         Y = self.spectral.rfft2(y_grads * mask)
         G = self.spectral.rfft2(g_grads * mask)
-        num = cmul(conj(G), Y)
-        num = (num[0].sum(dim=1, keepdim=True), num[1].sum(dim=1, keepdim=True))
-        den = abs2(G).sum(dim=1, keepdim=True) + self.log_lambda.exp()
-        k = self.spectral.irfft2(cdiv_real(num, den), (h, w))
-        k = centered_crop_from_circular(k, self.klr_size)
+        num = cmul_conj(G, Y)
+        num = (num[0][:, :1] + num[0][:, 1:], num[1][:, :1] + num[1][:, 1:])  # the two gradient directions
+        power = abs2(G)
+        power = power[:, :1] + power[:, 1:]
+        if self.solver == "eq11":
+            k = self.spectral.irfft2(cdiv_real(num, power + self.log_lambda.exp()), (h, w))
+            k = centered_crop_from_circular(k, self.klr_size)
+        else:
+            k = self.solve_normal_equations(num, power, (h, w))
         cut = self.threshold * k.amax(dim=(-2, -1), keepdim=True)
         k = torch.relu(k - cut) if self.threshold_mode == "soft" else k * (k > cut).to(k.dtype)
         return normalize_sum(k)
+
+    def solve_normal_equations(self, cross: Complex, power: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """``(B, 1, L, L)`` solution of the support-restricted normal equations from the
+        half spectra ``cross`` (eq. 11's numerator) and ``power`` (its denominator without
+        lambda), each ``(B, 1, H, W // 2 + 1)`` (class docstring)."""
+        size_k = self.klr_size
+        corr = centered_crop_from_circular(self.spectral.irfft2(cross, size), size_k).flatten(1)
+        auto = centered_crop_from_circular(self.spectral.irfft2((power, torch.zeros_like(power)), size),
+                                           2 * size_k - 1).flatten(1)
+        scale = quantisable.reciprocal(auto.abs().mean(dim=1, keepdim=True) * auto.shape[1] + EPS)
+        corr, auto = corr * scale, auto * scale
+        to_spectrum, from_spectrum, auto_to_spectrum = (m.to(corr.dtype) for m in support_convolution_maps(size_k))
+        gains = (auto @ auto_to_spectrum).repeat(1, 2)  # R's spectrum, real (R is even), for (re, im)
+        lam = self.log_lambda.exp()
+        previous, k = torch.zeros_like(corr), corr  # the first step from k = 0
+        for _ in range(NE_ITERATIONS - 1):
+            z = k + NE_MOMENTUM * (k - previous)
+            previous, k = k, z + (corr - ((z @ to_spectrum) * gains) @ from_spectrum - lam * z)
+        return k.reshape(-1, 1, size_k, size_k)
+
+
+@functools.lru_cache(maxsize=None)
+def support_convolution_maps(size_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Constant float64 matrices that make ``A k`` of :class:`FFT1`'s normal equations
+    two products and an elementwise gain, on a ``G = 3L - 2`` grid (where a linear
+    convolution of an ``L x L`` kernel with the ``(2L - 1)^2`` autocorrelation does not wrap),
+    with ``P = G (G // 2 + 1)``: ``to_spectrum`` ``(L^2, 2P)`` — a flattened centred kernel to
+    the (re, im) half spectrum of its circular placement; ``from_spectrum`` ``(2P, L^2)`` —
+    back, cropped to the centred ``L x L`` support; ``auto_to_spectrum`` ``((2L-1)^2, P)`` — a
+    centred autocorrelation to its (real) half spectrum."""
+    grid, span = 3 * size_k - 2, 2 * size_k - 1
+    half = (grid, grid // 2 + 1)
+    basis = torch.eye(size_k * size_k, dtype=torch.float64).reshape(-1, size_k, size_k)
+    v = torch.fft.rfft2(circular_from_centered(basis, grid))
+    to_spectrum = torch.cat([v.real.flatten(1), v.imag.flatten(1)], dim=1)
+    n = half[0] * half[1]
+    unit = torch.eye(2 * n, dtype=torch.float64).reshape(2 * n, 2, *half)
+    back = torch.fft.irfft2(torch.complex(unit[:, 0], unit[:, 1]), s=(grid, grid))
+    from_spectrum = centered_crop_from_circular(back, size_k).flatten(1)
+    autos = torch.eye(span * span, dtype=torch.float64).reshape(-1, span, span)
+    auto_to_spectrum = torch.fft.rfft2(circular_from_centered(autos, grid)).real.flatten(1)
+    return to_spectrum, from_spectrum, auto_to_spectrum
 
 
 class FFT2(nn.Module):
@@ -214,7 +284,7 @@ class FFT2(nn.Module):
 
 def scale_to_peak_one(k: torch.Tensor) -> torch.Tensor:
     """``(..., K, K)`` kernels scaled so each map's largest tap is 1 (the refinements' input)."""
-    return k / (k.amax(dim=(-2, -1), keepdim=True) + EPS)
+    return k * quantisable.reciprocal(k.amax(dim=(-2, -1), keepdim=True) + EPS)
 
 
 class Refinement(nn.Module):
@@ -286,7 +356,8 @@ class KernelNet(nn.Module):
         self.kernel_size = kernel_size(sf)
         self.spectral = Spectral(cfg.spectral_backend)
         self.gradient = GradientEstimator(cfg.grad_channels, cfg.grad_arch)
-        self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, cfg.lambda_init, cfg.border, cfg.threshold_mode)
+        self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, cfg.lambda_init, cfg.border, cfg.threshold_mode,
+                         cfg.fft1_solver)
         self.fft2 = FFT2(self.spectral, self.kernel_size, cfg.self_convolutions)
         if cfg.refine_arch not in REFINEMENTS:
             raise ValueError(f"refine_arch must be one of {sorted(REFINEMENTS)}, not {cfg.refine_arch!r}")

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..kernels import kernel_size
 from ..spectral import Spectral, centered_crop_from_circular, matmul_last, matmul_rows
+from . import quantisable
 from .kernelnet import normalize_sum
 from .registry import load_pretrained, register_model, weights_path
 
@@ -79,11 +80,12 @@ class AmplitudeSpectrum(nn.Module):
         c = self.crops(x)
         c = (c - c.mean(dim=(-2, -1), keepdim=True)) * self.window
         re, im = self.spectral.fft2(c)
-        amp = torch.sqrt(re * re + im * im + 1e-12).mean(dim=1, keepdim=True)
+        amp = quantisable.sqrt(re * re + im * im + 1e-12).mean(dim=1, keepdim=True)
         spec = torch.log1p(centered_crop_from_circular(amp, self.size))
-        mean = spec.mean(dim=(-2, -1), keepdim=True)
-        std = spec.std(dim=(-2, -1), keepdim=True)
-        return (spec - mean) / (std + 1e-6)
+        centred = spec - spec.mean(dim=(-2, -1), keepdim=True)
+        n = spec.shape[-2] * spec.shape[-1]
+        std = quantisable.sqrt((centred * centred).mean(dim=(-2, -1), keepdim=True) * (n / (n - 1)))  # unbiased
+        return centred * quantisable.reciprocal(std + 1e-6)
 
 
 def area_matrix(n: int, k: int) -> torch.Tensor:
@@ -114,7 +116,7 @@ def sharp_softplus(x: torch.Tensor, beta: float = 10.0) -> torch.Tensor:
     exported graph of ``F.softplus`` computes ``exp(beta x)`` before selecting, which is
     ``inf`` for large ``x`` and made TensorFlow's int8 calibration abort ("scale out of
     expressed type range")."""
-    return torch.relu(x) + torch.log1p(torch.exp(-beta * x.abs())) / beta
+    return torch.relu(x) + torch.log1p(torch.exp(-beta * x.abs())) * (1.0 / beta)
 
 
 def _width(cfg: S2KConfig, level: int) -> int:
