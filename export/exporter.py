@@ -69,9 +69,7 @@ class ExportJob:
 
     def module(self, backend: str) -> StageOutputs:
         """The estimator with ``backend`` spectral ops, wrapped to output every stage."""
-        net = create_model(self.model, self.sf, self.config)
-        if not isinstance(net, StagedEstimator):
-            raise ExportError(f"model {self.model!r} has no stages to export (it is not a StagedEstimator)")
+        net = staged_model(self.model, self.config, self.sf)
         return StageOutputs(net.set_spectral_backend(backend), net.stage_names).eval()
 
     def example(self) -> torch.Tensor:
@@ -90,6 +88,9 @@ class ExportJob:
         calibrated on training-source images, and records why (from the model's entry)."""
         kind = fmt.tflite_kind
         record = {"mode": kind, "detail": fmt.quantization}
+        if kind == "int16x8":
+            lr, source = calibration_images(self.sf, self.input_size, self.calibration_n)
+            return Conversion(kind, lr.transpose(0, 2, 3, 1)), {**record, "calibration": source}
         if kind != "int8":
             return Conversion(kind), record
         fp32 = self.tflite().fp32()
@@ -165,13 +166,30 @@ def _remove_unlisted(work: Path, built: dict[str, Artifact]) -> None:
             p.unlink()
 
 
-def plan(formats: list[str]) -> list[str]:
-    """Formats to build, in table order, with what they need added."""
-    unknown = [f for f in formats if f not in FORMATS]
+def staged_model(model: str, config: str, sf: int) -> StagedEstimator:
+    """The shipped estimator, which must have stages to export (:class:`ExportError` otherwise)."""
+    net = create_model(model, sf, config)
+    if not isinstance(net, StagedEstimator):
+        raise ExportError(f"model {model!r} has no stages to export (it is not a StagedEstimator)")
+    return net
+
+
+def plan(formats: list[str], full_integer_blocker: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """Formats to build, in table order, with what they need added, and ``{format: why}`` of
+    those left out because the model cannot have them (``full_integer_blocker``: the model's
+    reason it cannot be fully integer). ``["all"]`` is every format the model can have;
+    naming one it cannot is an :class:`ExportError`."""
+    everything = formats == ["all"]
+    names = list(FORMATS) if everything else formats
+    unknown = [f for f in names if f not in FORMATS]
     if unknown:
         raise ExportError(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)} or 'all'")
-    wanted = set(formats) | {n for f in formats for n in FORMATS[f].needs}
-    return [f for f in FORMATS if f in wanted]
+    left_out = {f: full_integer_blocker for f in names if FORMATS[f].full_integer and full_integer_blocker}
+    if left_out and not everything:
+        raise ExportError(f"{', '.join(left_out)}: this model's graph cannot be fully integer: {full_integer_blocker}")
+    wanted = {f for f in names if f not in left_out}
+    wanted |= {n for f in wanted for n in FORMATS[f].needs}
+    return [f for f in FORMATS if f in wanted], left_out
 
 
 def check_request(model: str, config: str, sf: int, input_size: int) -> None:
@@ -192,12 +210,12 @@ def export(model: str, config: str, sf: int, input_size: int, formats: list[str]
            overwrite: bool = False, calibration_n: int = 32, npu: list[NpuTarget] | None = None,
            progress: Callable[[str], None] = print) -> Manifest:
     """Export ``model``/``config`` at ``sf`` for ``input_size`` x ``input_size`` LR inputs to
-    ``formats`` in folder ``out`` (TFLite files also compiled for each ``npu`` target);
+    ``formats`` (names of :data:`formats.FORMATS`, or ``["all"]``: :func:`plan`) in folder ``out`` (TFLite files also compiled for each ``npu`` target);
     returns the manifest. Raises :class:`ExportError` before
     writing anything for a bad request, and after writing the directory if any format failed."""
     out = Path(out)
     check_request(model, config, sf, input_size)
-    order = plan(formats)
+    order, left_out = plan(formats, staged_model(model, config, sf).full_integer_blocker)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} exists; pass --overwrite to replace it")
     work = out.with_name(f".{out.name}.partial")
@@ -226,7 +244,7 @@ def export(model: str, config: str, sf: int, input_size: int, formats: list[str]
                                                       "size_bytes": file.stat().st_size}, "export")
         shutil.rmtree(work / ".onnx2tf", ignore_errors=True)
         manifest = Manifest(model, config, sf, input_size, kernel_size(sf), tuple(job.module("torch").names),
-                            sha256(weights_path(model, config, sf)), tool_versions(), job.built, failed)
+                            sha256(weights_path(model, config, sf)), tool_versions(), job.built, failed, left_out)
         write_manifest(work, manifest)
         if out.exists():
             shutil.rmtree(out)

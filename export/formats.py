@@ -32,6 +32,7 @@ class ExportFormat:
     bench_runtimes: tuple[str, ...]     # `mkn bench` targets of the file
     needs: tuple[str, ...] = ()         # formats built first (the TFLite files convert onnx-matmul)
     tflite_kind: str | None = None      # the TensorFlow converter mode of a TFLite format
+    full_integer: bool = False          # every op integer: only a model with no full_integer_blocker exports it
 
 
 _LITERT = ("litert-xnnpack", "litert-builtin")
@@ -50,5 +51,9 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("tflite-int8", "_int8.tflite", "litert", "matmul",
                  "selective: int8 weights and activations inside the CNN stages; their edge layers and "
                  "every spectral op float", Tolerance(delta_l1=0.03), _LITERT, ("onnx-matmul",), "int8"),
+    ExportFormat("tflite-int16x8", "_int16x8.tflite", "litert", "matmul",
+                 "full integer for NPUs: int16 activations and int8 weights in every op, no float op; "
+                 "float32 input and output, quantised at the edges", Tolerance(delta_l1=0.03), _LITERT,
+                 ("onnx-matmul",), "int16x8", full_integer=True),
 )}
 TFLITE_KINDS = tuple(f.tflite_kind for f in FORMATS.values() if f.tflite_kind)

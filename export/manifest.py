@@ -8,7 +8,8 @@ Schema :data:`SCHEMA` (one JSON object)::
      "artifacts": {FORMAT: {"file": "kernelnet_mobile_sf2_256.onnx", "sha256": "...",
                             "size_bytes": 123, "runtime": "onnxruntime", "spectral_mode": "dft",
                             "inputs": [IO], "outputs": [IO], "quantization": {...}, ...}},
-     "failed": {FORMAT: {"error": "...", "log": "logs/FORMAT.log"}}}
+     "failed": {FORMAT: {"error": "...", "log": "logs/FORMAT.log"}},
+     "unsupported": {FORMAT: "why this model cannot have it"}}
 
 ``IO`` = ``{"name", "shape", "layout"[, "tensor"]}``: ``shape`` as the file stores it,
 ``layout`` ``"NCHW"`` (PyTorch, ONNX) or ``"NHWC"`` (TFLite), ``tensor`` the TFLite
@@ -159,6 +160,7 @@ class Manifest:
     tools: dict[str, str]
     artifacts: dict[str, Artifact]
     failed: dict[str, dict] = field(default_factory=dict)
+    unsupported: dict[str, str] = field(default_factory=dict)  # formats left out of "all": why
 
     def artifact(self, fmt: str, where: str | Path = "the export") -> Artifact:
         """The artifact of format ``fmt`` (ValueError naming the formats there are)."""
@@ -175,7 +177,8 @@ class Manifest:
         return {"schema": SCHEMA, "model": self.model, "config": self.config, "sf": self.sf,
                 "input_size": self.input_size, "kernel_size": self.kernel_size, "stages": list(self.stages),
                 "weights_sha256": self.weights_sha256, "tools": self.tools,
-                "artifacts": {k: a.to_json() for k, a in self.artifacts.items()}, "failed": self.failed}
+                "artifacts": {k: a.to_json() for k, a in self.artifacts.items()}, "failed": self.failed,
+                **({"unsupported": self.unsupported} if self.unsupported else {})}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> "Manifest":
@@ -192,7 +195,7 @@ class Manifest:
         return cls(_need(data, "model", str, where), _need(data, "config", str, where), _need(data, "sf", int, where),
                    _need(data, "input_size", int, where), _need(data, "kernel_size", int, where), tuple(stages),
                    _need(data, "weights_sha256", str, where), _need(data, "tools", dict, where), artifacts,
-                   data.get("failed", {}))
+                   data.get("failed", {}), data.get("unsupported", {}))
 
 
 def sha256(path: str | Path) -> str:

@@ -17,6 +17,10 @@ and CNN edges from) -> :meth:`~TFLiteChain.convert` for each kind, described by 
   the normalisations, whose dynamic range int8 cannot hold (a fully integer model
   fails outright in the quantised DIV) -- stays float (TensorFlow's
   QuantizationDebugger ``denylisted_ops``). Inputs and outputs stay float32.
+* ``int16x8`` is full integer (TensorFlow's 16x8 mode: int16 activations, int8 weights, every
+  op; float32 input and output quantised at the edges): what a fixed-point NPU runs whole.
+  It converts only models written in the forms of :mod:`mobile_kernelnet.models.quantisable`
+  (the exporter asks the model first).
 * :func:`analyze_tflite` lists each file's ops and which of them run in int8.
 """
 from __future__ import annotations
@@ -102,6 +106,10 @@ def cnn_edge_nodes(fp32_path: Path) -> list[str]:
     return [names[int(ops[i]["outputs"][0])] for i in sorted(edges)]
 
 
+CALIBRATED_KINDS = ("int8", "int16x8")
+"""Conversions that quantise activations (a representative dataset sets their ranges)."""
+
+
 @dataclass(frozen=True)
 class Conversion:
     """One TFLite conversion: ``kind`` (:data:`TFLITE_KINDS`); ``int8`` also needs
@@ -116,8 +124,8 @@ class Conversion:
     def __post_init__(self):
         if self.kind not in TFLITE_KINDS:
             raise ValueError(f"unknown TFLite kind {self.kind!r}; one of {TFLITE_KINDS}")
-        if self.kind == "int8" and (self.calibration is None or not len(self.calibration)):
-            raise ValueError("int8 needs calibration images")
+        if self.kind in CALIBRATED_KINDS and (self.calibration is None or not len(self.calibration)):
+            raise ValueError(f"{self.kind} needs calibration images")
 
 
 def convert_saved_model(saved_model: Path, conversion: Conversion) -> bytes:
@@ -141,6 +149,9 @@ def convert_saved_model(saved_model: Path, conversion: Conversion) -> bytes:
             yield [x[None]]
 
     converter.representative_dataset = representative
+    if kind == "int16x8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        return converter.convert()
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(conversion.float_op_types),
                                                           denylisted_nodes=list(conversion.float_nodes))
     debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
@@ -237,8 +248,8 @@ def analyzer_text(path: Path) -> str:
 def parse_analyzer(text: str) -> dict:
     """Op counts and per-op numeric type from :func:`analyzer_text`.
 
-    An op is ``int8`` if its output is int8, ``hybrid`` if only an input (a weight) is,
-    else ``float``. (The analyzer's GPU verdict is not used: it passes graphs the real
+    An op is ``int8`` (or ``int16``) if its output is, ``hybrid`` if only an input (a
+    weight) is integer, else ``float``. (The analyzer's GPU verdict is not used: it passes graphs the real
     GPU accelerator refuses; :mod:`export.gpu` measures placement.)"""
     ops, types = [], {}
     for line in text.splitlines():
@@ -248,11 +259,14 @@ def parse_analyzer(text: str) -> dict:
             ops.append((m.group(2), ins, outs))
         elif m := _TENSOR.match(line):
             types[int(m.group(1))] = m.group(2)
-    counts, numeric = Counter(), {"int8": Counter(), "hybrid": Counter(), "float": Counter()}
+    counts, numeric = Counter(), {"int8": Counter(), "int16": Counter(), "hybrid": Counter(), "float": Counter()}
     int_types = ("INT8", "UINT8", "INT16")
     for name, ins, outs in ops:
         counts[name] += 1
-        if any(types.get(t) in int_types for t in outs):
+        out_types = {types.get(t) for t in outs}
+        if "INT16" in out_types:
+            numeric["int16"][name] += 1
+        elif out_types & {"INT8", "UINT8"}:
             numeric["int8"][name] += 1
         elif any(types.get(t) in int_types for t in ins):
             numeric["hybrid"][name] += 1

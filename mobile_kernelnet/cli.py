@@ -186,9 +186,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from .budget import budget_for
 
-    formats = list(FORMATS) if args.to == ["all"] else args.to
     try:
-        manifest = export(args.model, args.config, args.sf, budget_for(args.sf, args.input_size), formats, args.out,
+        manifest = export(args.model, args.config, args.sf, budget_for(args.sf, args.input_size), args.to, args.out,
                           overwrite=args.overwrite, calibration_n=args.calibration_images, npu=args.npu)
     except ExportError as exc:
         print(f"mkn export: error: {exc}", file=sys.stderr)
@@ -197,6 +196,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         nodes = (f", nodes {art.details['nodes_before_onnxsim']} -> {art.details['nodes_after_onnxsim']} (onnxsim)"
                  if "nodes_after_onnxsim" in art.details else "")
         print(f"{fmt:<21} {art.file:<44} {art.size_bytes / 1e6:7.3f} MB{nodes}{placement_note(art)}")
+    for fmt, why in manifest.unsupported.items():
+        print(f"{fmt:<21} not exported: {why}")
     print(f"wrote {args.out / 'manifest.json'}")
     return 0
 

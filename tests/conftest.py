@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-SLOW_FIXTURES = {"exported", "exported_s2k", "local_ray"}
+SLOW_FIXTURES = {"exported", "exported_s2k", "exported_integer", "local_ray"}
 """Tests that use these (an export with every converter, GPU and NPU check, or a Ray
 cluster) are marked ``slow`` for the quick loop ``pytest -m "not slow"``; `make test` and
 CI run everything."""
@@ -44,10 +44,34 @@ def _export(tmp_path_factory, name: str, model: str, size: int, formats: list[st
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """The shipped mobile sf 2 KernelNet exported to every format, TFLite files compiled for
-    :data:`NPU_TARGETS` (once per session)."""
-    from export.formats import FORMATS
-    return _export(tmp_path_factory, "kn_sf2", "kernelnet", EXPORT_SIZE, list(FORMATS))
+    """The shipped mobile sf 2 KernelNet exported to every format it can have (``all``), TFLite
+    files compiled for :data:`NPU_TARGETS` (once per session)."""
+    return _export(tmp_path_factory, "kn_sf2", "kernelnet", EXPORT_SIZE, ["all"])
+
+
+@pytest.fixture(scope="session")
+def exported_integer(tmp_path_factory):
+    """A KernelNet whose graph can be fully integer -- the shipped mobile sf 3 weights (dense
+    front end) run with FFT-1's normal-equations solver and soft threshold, saved as the
+    weights file of a temporary weights folder -- exported to ``tflite-int16x8`` at 64 px and
+    compiled for :data:`NPU_TARGETS`."""
+    from dataclasses import asdict, replace
+
+    import torch
+    from export.exporter import export
+    from export.npu import parse_targets
+    from mobile_kernelnet.models import create_model, registry
+
+    net = create_model("kernelnet", 3, "mobile", pretrained=True)
+    folder = tmp_path_factory.mktemp("weights")
+    config = replace(net.config, fft1_solver="normal-equations", threshold_mode="soft")
+    torch.save({"model": net.state_dict(), "model_config": asdict(config)}, folder / "kernelnet_mobile_sf3.pt")
+    out = tmp_path_factory.mktemp("export") / "kn_sf3_integer"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registry, "WEIGHTS_DIR", folder)
+        export("kernelnet", "mobile", 3, EXPORT_SIZE, ["tflite-int16x8"], out, calibration_n=8,
+               npu=parse_targets(NPU_TARGETS), progress=lambda _: None)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,37 @@ def test_npu_compiles_one_partition_where_the_htp_computes_float(export_fixture,
     assert npu.NpuTarget("qualcomm", "SM8350").float_capable is False
 
 
+def test_full_integer_file_is_integer_throughout_and_compiles_whole_on_every_htp(exported_integer):
+    """tflite-int16x8: every op computes in int16 (the float input and output are quantised at
+    the edges), and the fixed-point-only SM8350 takes the whole graph in one partition, as
+    the float-capable SM8650 does. LiteRT's GPU accelerator has no int16 kernels: it refuses
+    the file's ops, which the record says (the GPU formats are fp32 / fp16 / int8)."""
+    m = read_manifest(exported_integer)
+    art = m.artifacts["tflite-int16x8"]
+    numeric = art.details["numeric"]
+    assert numeric["float"] == {} and numeric["int8"] == {} and numeric["hybrid"] == {"DEQUANTIZE": 4}
+    assert numeric["int16"]["CONV_2D"] > 0 and numeric["int16"]["FULLY_CONNECTED"] > 0
+    assert art.quantization["mode"] == "int16x8" and art.quantization["calibration"]["n"] == 8
+    for soc in ("qualcomm:SM8350", "qualcomm:SM8650"):
+        rec = art.npu[soc]
+        assert rec["fully_offloaded"] and rec["partitions"] == 1 and rec["cpu_ops"] == [], (soc, rec)
+        assert (exported_integer / rec["file"]).stat().st_size > 0
+    g = art.gpu
+    assert g["status"] == "checked" and not g["fully_delegated"] and g["ops_gpu"] < g["ops_total"] // 4
+    assert any("INT16" in r["reason"] for r in g["refused"])
+
+
+def test_integer_readiness_is_the_models_to_say():
+    from dataclasses import replace
+    from mobile_kernelnet.models import create_model
+    from mobile_kernelnet.models.kernelnet import CONFIGS, KernelNet
+    shipped = create_model("kernelnet", 2, "mobile").full_integer_blocker
+    assert "eq. 11" in shipped and "hard threshold" in shipped
+    ready = KernelNet(2, replace(CONFIGS["mobile"], fft1_solver="normal-equations", threshold_mode="soft"))
+    assert ready.full_integer_blocker is None
+    assert "square roots" in create_model("s2k", 2, "mobile").full_integer_blocker
+
+
 def test_s2k_graph_has_no_gathers(exported_s2k, tmp_path):
     """The kernel-map resampling is two constant MatMuls, not gathers (GPU and NPU refuse those)."""
     m = read_manifest(exported_s2k)

@@ -16,7 +16,10 @@
    same support, but continuous in ``k``, so a tap near the threshold cannot flip under
    fp16 or int8 rounding (the hard step does; NOTES.md, sf 3's GPU fp16 row), and FFT-1
    has no comparison op (16x8 quantisation refuses GREATER). Weights are trained with
-   one mode and run with it.
+   one mode and run with it. ``fft1_solver="normal-equations"`` replaces the per-frequency
+   division by the least squares restricted to the ``L x L`` support, solved with constant
+   products (:class:`FFT1`); with the soft threshold the whole graph can be quantised fully
+   integer (:attr:`KernelNet.full_integer_blocker`, the ``tflite-int16x8`` export).
 3. :class:`FFT2` — Algorithm 1, self-convolution by powering the spectrum:
    ``k_HR = F^-1(F(k_LR)^c)`` on a ``(2K+1)^2`` grid, clipped at 0, cropped to
    ``K x K``, normalised. The LR grid is read as the HR grid, so ``c`` copies widen
@@ -233,10 +236,11 @@ class FFT1(nn.Module):
         corr = centered_crop_from_circular(self.spectral.irfft2(cross, size), size_k).flatten(1)
         auto = centered_crop_from_circular(self.spectral.irfft2((power, torch.zeros_like(power)), size),
                                            2 * size_k - 1).flatten(1)
-        scale = quantisable.reciprocal(auto.abs().mean(dim=1, keepdim=True) * auto.shape[1] + EPS)
+        scale = quantisable.reciprocal(quantisable.abs(auto).mean(dim=1, keepdim=True) * auto.shape[1] + EPS)
         corr, auto = corr * scale, auto * scale
         to_spectrum, from_spectrum, auto_to_spectrum = (m.to(corr.dtype) for m in support_convolution_maps(size_k))
-        gains = (auto @ auto_to_spectrum).repeat(1, 2)  # R's spectrum, real (R is even), for (re, im)
+        gains = auto @ auto_to_spectrum  # R's spectrum, real (R is even)
+        gains = torch.cat([gains, gains], dim=1)  # for (re, im)
         lam = self.log_lambda.exp()
         previous, k = torch.zeros_like(corr), corr  # the first step from k = 0
         for _ in range(NE_ITERATIONS - 1):
@@ -368,6 +372,18 @@ class KernelNet(nn.Module):
     stage_names = ("grads", "k_lr", "k_coarse", "kernel")
     int8_float_reason = ("the FFT products, the eq. 11 division, the spectrum powers and the normalisations span a "
                          "dynamic range int8 cannot hold; a fully integer file divides by a zero in the quantised DIV")
+
+    @property
+    def full_integer_blocker(self) -> str | None:
+        """Why this model's graph cannot be quantised fully integer (``None``: it can)."""
+        reasons = []
+        if self.fft1.solver == "eq11":
+            reasons.append("FFT-1's eq. 11 divides spectra per frequency, a range no integer type holds (train with "
+                           "--fft1-solver normal-equations)")
+        if self.fft1.threshold_mode == "hard":
+            reasons.append("FFT-1's hard threshold is a comparison the 16x8 quantiser refuses (train with "
+                           "--fft1-threshold-mode soft)")
+        return "; ".join(reasons) or None
 
     def set_spectral_backend(self, backend: str) -> "KernelNet":
         """Switch both FFT stages to ``backend`` (``"torch"`` or ``"matmul"``)."""

@@ -44,6 +44,7 @@ class StagedEstimator(Estimator, Protocol):
 
     stage_names: tuple[str, ...]
     int8_float_reason: str      # why its spectral ops stay float in an int8 export (for the manifest)
+    full_integer_blocker: str | None  # why its graph cannot be quantised fully integer (None: it can)
 
     def stages(self, lr: torch.Tensor) -> dict[str, torch.Tensor]: ...
 

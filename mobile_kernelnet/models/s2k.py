@@ -135,7 +135,7 @@ class UNetGenerator(nn.Module):
                                                    _width(cfg, i), 4, stride=2, padding=1)
                                 for i in range(cfg.levels))
         # no norm on the innermost level: it can be 1 x 1 (paper config), as in pix2pix
-        self.norms = nn.ModuleList(nn.InstanceNorm2d(_width(cfg, i + 1), affine=True) if i < cfg.levels - 1
+        self.norms = nn.ModuleList(quantisable.InstanceNorm2d(_width(cfg, i + 1)) if i < cfg.levels - 1
                                    else nn.Identity() for i in range(cfg.levels))
         self.out = nn.ConvTranspose2d(_width(cfg, 0) * 2, 1, 4, stride=2, padding=1)
 
@@ -183,6 +183,9 @@ class S2K(nn.Module):
     stage_names = ("spectrum", "kernel_map", "kernel")
     int8_float_reason = ("the amplitude spectrum (DFT products, square root, log, per-image standardisation) and the "
                          "kernel head (sharp softplus, sum-1 normalisation) span a dynamic range int8 cannot hold")
+    full_integer_blocker = ("its amplitude spectrum takes square roots of powers near 0 (an RSQRT range int16 "
+                            "cannot hold: the 16x8 file's spectrum is wrong) and its log-spectrum and sharp softplus "
+                            "need LOG / EXP, which Qualcomm's compiler refuses in int16")
 
     def set_spectral_backend(self, backend: str) -> "S2K":
         """Switch the spectrum stage to ``backend`` (``"torch"`` or ``"matmul"``)."""
