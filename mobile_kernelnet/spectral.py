@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 BACKENDS = ("torch", "matmul")
@@ -99,19 +100,19 @@ def matmul_rows(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return matmul_last(x.transpose(-1, -2), m.transpose(0, 1)).transpose(-1, -2)
 
 
-def _dft_matrix(kind: str, n: int) -> torch.Tensor:
+def _dft_matrix(kind: str, n: int) -> np.ndarray:
     """The float64 matrix ``kind`` of :meth:`Spectral._mat` (no modifiers)."""
-    j = torch.arange(n, dtype=torch.float64)
+    j = np.arange(n, dtype=np.float64)
     if kind in ("cos", "sin"):
-        ang = 2 * math.pi * torch.outer(j, j) / n
+        ang = 2 * math.pi * np.outer(j, j) / n
     else:
-        h = torch.arange(n // 2 + 1, dtype=torch.float64)
-        ang = 2 * math.pi * torch.outer(j, h) / n
+        h = np.arange(n // 2 + 1, dtype=np.float64)
+        ang = 2 * math.pi * np.outer(j, h) / n
         if kind in ("icos", "isin"):
             ang = ang.T
-    mat = torch.cos(ang) if kind.endswith("cos") else torch.sin(ang)
+    mat = np.cos(ang) if kind.endswith("cos") else np.sin(ang)
     if kind in ("icos", "isin"):
-        w = torch.full((n // 2 + 1,), 2.0, dtype=torch.float64)
+        w = np.full(n // 2 + 1, 2.0)
         w[0] = 1.0
         if n % 2 == 0:
             w[-1] = 1.0
@@ -126,7 +127,7 @@ class Spectral:
         if backend not in BACKENDS:
             raise ValueError(f"spectral backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
-        self._mats: dict[tuple[str, int], torch.Tensor] = {}
+        self._mats: dict[tuple[str, int], np.ndarray] = {}
 
     def _mat(self, kind: str, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """Constant DFT matrices (computed in float64, cached per size):
@@ -134,7 +135,9 @@ class Spectral:
         the same for the half spectrum; ``icos``/``isin`` ``(n//2+1, n)``: the
         weighted half-spectrum synthesis of ``irfft`` (weights 1 for DC and Nyquist, 2 else, over n).
         A leading ``-`` negates the matrix and a trailing ``/n`` divides it by ``n``, so that
-        signs and normalisations are folded into constants (the graph gets no NEG or DIV)."""
+        signs and normalisations are folded into constants (the graph gets no NEG or DIV).
+        The cache holds numpy arrays and each call makes a fresh tensor: a tensor made while
+        an exporter traces must not come back to a later eager call."""
         key = (kind, n)
         if key not in self._mats:
             base = kind.lstrip("-").removesuffix("/n")
@@ -144,7 +147,7 @@ class Spectral:
             if kind.endswith("/n"):
                 mat = mat / n
             self._mats[key] = mat
-        return self._mats[key].to(dtype=dtype, device=device)
+        return torch.from_numpy(self._mats[key]).to(dtype=dtype, device=device)
 
     def _m(self, kind: str, n: int, like: torch.Tensor) -> torch.Tensor:
         return self._mat(kind, n, like.dtype, like.device)

@@ -207,3 +207,14 @@ def test_half_res_gradient_estimator_costs_a_third_keeps_the_size_and_sees_furth
     x[0, :, 40, 40] = 1
     support = (half(x)[0, 0] != half(torch.zeros_like(x))[0, 0]).nonzero()
     assert support.max().item() - support.min().item() + 1 > 17   # wider than the separable 17 px
+
+
+def test_normal_equations_model_runs_eagerly_after_an_onnx_export(tmp_path):
+    """The solver's constant matrices are cached; one made while the exporter traces must not
+    come back as a traced tensor to a later eager call (parity runs PyTorch after exporting)."""
+    fft1 = FFT1(Spectral("matmul"), klr_size=7, threshold=0.05, lambda_init=1e-4, border=2,
+                solver="normal-equations", threshold_mode="soft").eval()
+    y, grads = torch.randn(1, 2, 40, 40), torch.randn(1, 2, 40, 40)
+    torch.onnx.export(fft1, (y, grads), tmp_path / "fft1.onnx", dynamo=True)
+    with torch.no_grad():
+        assert fft1(y, grads).numpy().shape == (1, 1, 7, 7)

@@ -58,6 +58,7 @@ import functools
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -249,7 +250,6 @@ class FFT1(nn.Module):
         return k.reshape(-1, 1, size_k, size_k)
 
 
-@functools.lru_cache(maxsize=None)
 def support_convolution_maps(size_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Constant float64 matrices that make ``A k`` of :class:`FFT1`'s normal equations
     two products and an elementwise gain, on a ``G = 3L - 2`` grid (where a linear
@@ -257,18 +257,33 @@ def support_convolution_maps(size_k: int) -> tuple[torch.Tensor, torch.Tensor, t
     with ``P = G (G // 2 + 1)``: ``to_spectrum`` ``(L^2, 2P)`` — a flattened centred kernel to
     the (re, im) half spectrum of its circular placement; ``from_spectrum`` ``(2P, L^2)`` —
     back, cropped to the centred ``L x L`` support; ``auto_to_spectrum`` ``((2L-1)^2, P)`` — a
-    centred autocorrelation to its (real) half spectrum."""
+    centred autocorrelation to its (real) half spectrum. (Fresh tensors of numpy arrays
+    cached per size: a tensor made while an exporter traces must not outlive the trace.)"""
+    return tuple(torch.from_numpy(m) for m in _support_convolution_arrays(size_k))
+
+
+@functools.lru_cache(maxsize=None)
+def _support_convolution_arrays(size_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays of :func:`support_convolution_maps`."""
     grid, span = 3 * size_k - 2, 2 * size_k - 1
-    half = (grid, grid // 2 + 1)
-    basis = torch.eye(size_k * size_k, dtype=torch.float64).reshape(-1, size_k, size_k)
-    v = torch.fft.rfft2(circular_from_centered(basis, grid))
-    to_spectrum = torch.cat([v.real.flatten(1), v.imag.flatten(1)], dim=1)
+
+    def place(centred: np.ndarray) -> np.ndarray:  # (N, s, s) centred -> (N, G, G), centre at (0, 0)
+        r = centred.shape[-1] // 2
+        padded = np.zeros(centred.shape[:-2] + (grid, grid))
+        padded[..., :centred.shape[-2], :centred.shape[-1]] = centred
+        return np.roll(padded, (-r, -r), axis=(-2, -1))
+
+    basis = np.eye(size_k * size_k).reshape(-1, size_k, size_k)
+    v = np.fft.rfft2(place(basis))
+    to_spectrum = np.concatenate([v.real.reshape(len(basis), -1), v.imag.reshape(len(basis), -1)], axis=1)
+    half = v.shape[-2:]
     n = half[0] * half[1]
-    unit = torch.eye(2 * n, dtype=torch.float64).reshape(2 * n, 2, *half)
-    back = torch.fft.irfft2(torch.complex(unit[:, 0], unit[:, 1]), s=(grid, grid))
-    from_spectrum = centered_crop_from_circular(back, size_k).flatten(1)
-    autos = torch.eye(span * span, dtype=torch.float64).reshape(-1, span, span)
-    auto_to_spectrum = torch.fft.rfft2(circular_from_centered(autos, grid)).real.flatten(1)
+    unit = np.eye(2 * n).reshape(2 * n, 2, *half)
+    back = np.roll(np.fft.irfft2(unit[:, 0] + 1j * unit[:, 1], s=(grid, grid)), (size_k // 2, size_k // 2),
+                   axis=(-2, -1))
+    from_spectrum = back[:, :size_k, :size_k].reshape(2 * n, -1)
+    autos = np.eye(span * span).reshape(-1, span, span)
+    auto_to_spectrum = np.fft.rfft2(place(autos)).real.reshape(len(autos), -1)
     return to_spectrum, from_spectrum, auto_to_spectrum
 
 
