@@ -80,7 +80,7 @@ class AmplitudeSpectrum(nn.Module):
         c = self.crops(x)
         c = (c - c.mean(dim=(-2, -1), keepdim=True)) * self.window
         re, im = self.spectral.fft2(c)
-        amp = quantisable.sqrt(re * re + im * im + 1e-12).mean(dim=1, keepdim=True)
+        amp = torch.sqrt(re * re + im * im + 1e-12).mean(dim=1, keepdim=True)  # not v * v^-1/2: fp16 GPUs flush 1e-12
         spec = torch.log1p(centered_crop_from_circular(amp, self.size))
         centred = spec - spec.mean(dim=(-2, -1), keepdim=True)
         n = spec.shape[-2] * spec.shape[-1]
