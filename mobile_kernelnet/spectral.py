@@ -120,6 +120,9 @@ def _dft_matrix(kind: str, n: int) -> np.ndarray:
     return mat
 
 
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+
 class Spectral:
     """FFT operations with a chosen backend (``"torch"`` or ``"matmul"``)."""
 
@@ -127,18 +130,20 @@ class Spectral:
         if backend not in BACKENDS:
             raise ValueError(f"spectral backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
-        self._mats: dict[tuple[str, int], np.ndarray] = {}
+        self._mats: dict[tuple[str, int, np.dtype], np.ndarray] = {}
 
     def _mat(self, kind: str, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """Constant DFT matrices (computed in float64, cached per size):
+        """Constant DFT matrices (computed in float64, cached per size and dtype):
         ``cos``/``sin`` ``(n, n)``: ``cos(2 pi k j / n)``; ``rcos``/``rsin`` ``(n, n//2+1)``:
         the same for the half spectrum; ``icos``/``isin`` ``(n//2+1, n)``: the
         weighted half-spectrum synthesis of ``irfft`` (weights 1 for DC and Nyquist, 2 else, over n).
         A leading ``-`` negates the matrix and a trailing ``/n`` divides it by ``n``, so that
         signs and normalisations are folded into constants (the graph gets no NEG or DIV).
-        The cache holds numpy arrays and each call makes a fresh tensor: a tensor made while
-        an exporter traces must not come back to a later eager call."""
-        key = (kind, n)
+        The cache holds numpy arrays and each call makes a fresh tensor over them (no copy on
+        the CPU): a tensor made while an exporter traces must not come back to a later eager
+        call. Callers must not write into the returned tensor."""
+        np_dtype = _NUMPY_DTYPES.get(dtype, np.float64)
+        key = (kind, n, np_dtype)
         if key not in self._mats:
             base = kind.lstrip("-").removesuffix("/n")
             mat = _dft_matrix(base, n)
@@ -146,7 +151,7 @@ class Spectral:
                 mat = -mat
             if kind.endswith("/n"):
                 mat = mat / n
-            self._mats[key] = mat
+            self._mats[key] = mat.astype(np_dtype)
         return torch.from_numpy(self._mats[key]).to(dtype=dtype, device=device)
 
     def _m(self, kind: str, n: int, like: torch.Tensor) -> torch.Tensor:

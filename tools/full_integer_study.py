@@ -5,11 +5,12 @@ ship: results/full_integer_study.json.
    seeds 0 and 1 (30 cases each), clean and the camera ``high`` level. The shipped sf 2 weights
    run with FFT-1's eq. 11 and with the ``normal-equations`` solver; the record holds the coarse
    (FFT-2) and final kernel L1 of each.
-2. **Export, parity and NPU compiles**: the shipped sf 3 weights (dense front end) with
-   ``fft1_solver="normal-equations"`` and ``threshold_mode="soft"``, saved as the weights file
-   of a temporary weights folder, exported to ``tflite-int16x8`` at sf 3's budget with 32
-   calibration images and compiled for SM8350 / SM8550 / SM8650 / SM8750, then `mkn parity`'s
-   report on 12 test images of ``testsets/sf3`` (run ``make testsets`` first).
+2. **Export, parity and NPU compiles**, per sf in :data:`INTEGER_SFS`: the shipped weights
+   (sf 2: separable front end; sf 3: dense) with ``fft1_solver="normal-equations"`` and
+   ``threshold_mode="soft"``, saved as the weights files of a temporary weights folder,
+   exported to ``tflite-int16x8`` at the sf's budget with 32 calibration images and compiled
+   for SM8350 / SM8550 / SM8650 / SM8750, then `mkn parity`'s report on 12 test images of
+   ``testsets/sf<N>`` (run ``make testsets`` first).
 
 Usage: ``python tools/full_integer_study.py [--json results/full_integer_study.json]``.
 """
@@ -26,12 +27,14 @@ import torch
 from export.exporter import export
 from export.npu import parse_targets
 from export.parity import run_parity
+from mobile_kernelnet.budget import budget_for
 from mobile_kernelnet.imio import write_json
 from mobile_kernelnet.models import create_model, registry
 from mobile_kernelnet.sr_tuning import tuning_cases
 
 SOCS = "qualcomm:SM8350,SM8550,SM8650,SM8750"
 SOLVERS = ("eq11", "normal-equations")
+INTEGER_SFS = (2, 3)
 
 
 def solver_swap() -> dict:
@@ -51,19 +54,25 @@ def solver_swap() -> dict:
     return out
 
 
-def integer_export(work: Path, testsets: Path) -> dict:
-    """Placement and parity of the integer-ready sf 3 KernelNet's ``tflite-int16x8`` file."""
-    net = create_model("kernelnet", 3, "mobile", pretrained=True)
-    weights = work / "weights"
-    weights.mkdir()
-    config = replace(net.config, fft1_solver="normal-equations", threshold_mode="soft")
-    torch.save({"model": net.state_dict(), "model_config": asdict(config)}, weights / "kernelnet_mobile_sf3.pt")
-    registry.WEIGHTS_DIR = weights
-    manifest = export("kernelnet", "mobile", 3, 168, ["tflite-int16x8"], work / "export", calibration_n=32,
-                      npu=parse_targets(SOCS))
+def integer_ready_weights(folder: Path) -> None:
+    """Write the shipped KernelNet weights of each sf in :data:`INTEGER_SFS`, with the two
+    FFT-1 options swapped in, as the weights files of ``folder`` and point the registry at it."""
+    folder.mkdir()
+    for sf in INTEGER_SFS:
+        net = create_model("kernelnet", sf, "mobile", pretrained=True)
+        config = replace(net.config, fft1_solver="normal-equations", threshold_mode="soft")
+        torch.save({"model": net.state_dict(), "model_config": asdict(config)}, folder / f"kernelnet_mobile_sf{sf}.pt")
+    registry.WEIGHTS_DIR = folder
+
+
+def integer_export(work: Path, testsets: Path, sf: int) -> dict:
+    """Placement and parity of the integer-ready KernelNet's ``tflite-int16x8`` file at ``sf``."""
+    size = budget_for(sf)
+    manifest = export("kernelnet", "mobile", sf, size, ["tflite-int16x8"], work / f"export_sf{sf}",
+                      calibration_n=32, npu=parse_targets(SOCS))
     art = manifest.artifacts["tflite-int16x8"]
-    parity = run_parity(work / "export", testsets, max_images=12)
-    return {"input_size": 168, "calibration_n": 32, "numeric": art.details["numeric"],
+    parity = run_parity(work / f"export_sf{sf}", testsets, max_images=12)
+    return {"input_size": size, "calibration_n": 32, "numeric": art.details["numeric"],
             "npu": {soc: {k: r[k] for k in ("status", "ops_offloaded", "ops_total", "partitions", "cpu_ops")}
                     for soc, r in art.npu.items()},
             "gpu": {k: art.gpu[k] for k in ("ops_gpu", "ops_total", "fully_delegated")},
@@ -79,7 +88,9 @@ def main() -> None:
     args = ap.parse_args()
     out = {"solver_swap_sf2": solver_swap()}
     with tempfile.TemporaryDirectory() as tmp:
-        out["int16x8_sf3"] = integer_export(Path(tmp), args.testsets)
+        integer_ready_weights(Path(tmp) / "weights")
+        for sf in INTEGER_SFS:
+            out[f"int16x8_sf{sf}"] = integer_export(Path(tmp), args.testsets, sf)
     write_json(out, args.json)
     print(f"wrote {args.json}")
 
