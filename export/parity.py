@@ -127,6 +127,11 @@ def desktop_run(folder: Path, manifest: Manifest, fmt: str) -> BatchRun:
     return run
 
 
+def is_kernel(k: np.ndarray) -> bool:
+    """Whether ``k`` (any shape) can be scored as a kernel: finite, with positive mass."""
+    return bool(np.all(np.isfinite(k)) and np.clip(k, 0, None).sum() > 0)
+
+
 def check_format(folder: Path, manifest: Manifest, fmt: str, items: list[dict], refs: list[dict],
                  tol: Tolerance, run: BatchRun | None = None) -> dict:
     """Run ``fmt`` on every item and judge it against ``tol``; never raises for a runtime error.
@@ -141,18 +146,22 @@ def check_format(folder: Path, manifest: Manifest, fmt: str, items: list[dict], 
     except Exception as exc:  # noqa: BLE001 -- a format that cannot run is a parity failure, reported
         row.update(status="error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc())
         return row
+    broken = [i for i, o in enumerate(outs) if not is_kernel(o["kernel"])]
+    finite = all(np.all(np.isfinite(o["kernel"])) for o in outs)
     kerr = [np.abs(o["kernel"] - r["kernel"]) for o, r in zip(outs, refs)]
-    dl1 = [abs(kernel_l1(o["kernel"][0, 0], it["truth"]) - kernel_l1(r["kernel"][0, 0], it["truth"]))
-           for o, r, it in zip(outs, refs, items)]
+    dl1 = [] if broken else [abs(kernel_l1(o["kernel"][0, 0], it["truth"]) - kernel_l1(r["kernel"][0, 0], it["truth"]))
+                             for o, r, it in zip(outs, refs, items)]
     per_image = [_stage_errors(o, r, stages) for o, r in zip(outs, refs)]
     rel = {s: max(e[s] for e in per_image) for s in stages}
-    finite = all(np.all(np.isfinite(o["kernel"])) for o in outs)
     row.update(max_abs=float(max(e.max() for e in kerr)) if finite else math.inf,
                mean_abs=float(np.mean([e.mean() for e in kerr])) if finite else math.inf,
-               delta_l1=float(np.mean(dl1)) if finite else math.inf,
+               delta_l1=float(np.mean(dl1)) if dl1 else math.inf,
                stage_rel_error=rel, error_grows_at=error_grows_at(rel))
     failures = [f"{m} {row[m]:.3g} > {getattr(tol, m):.3g}" for m in ("max_abs", "delta_l1")
                 if getattr(tol, m) is not None and not row[m] <= getattr(tol, m)]
+    if broken:
+        failures.insert(0, f"no usable kernel (non-finite, or no positive tap) on {len(broken)} of {len(outs)} "
+                           f"images, e.g. {items[broken[0]]['stem']}")
     row["status"] = "fail" if failures else "pass"
     if failures:
         row["error"] = "; ".join(failures) + (f"; error first grows at stage {row['error_grows_at']!r}"

@@ -13,7 +13,8 @@ from export.exporter import ExportError, export, plan
 from export.formats import FORMATS
 from export.manifest import TensorIO, read_manifest, sha256
 from export.gpu import PRECISIONS
-from export.parity import DEFAULT_TOLERANCES, error_grows_at, gpu_row, parse_tolerance, run_parity
+from export.parity import (DEFAULT_TOLERANCES, check_format, error_grows_at, gpu_row, parse_tolerance,
+                           reference_outputs, run_parity)
 from export.runtimes import TorchRunner, from_file_layout, open_runner, to_file_layout
 from mobile_kernelnet.cli import EXPORT_FORMATS, main
 from mobile_kernelnet.estimation import estimate_kernel
@@ -119,6 +120,18 @@ def test_parity_fails_and_names_a_stage_when_a_tolerance_is_broken(exported, tes
                "--formats", "tflite-int8", "--tol", "tflite-int8.delta_l1=1e-9", "--json", str(tmp_path / "p.json")])
     assert rc == 1 and "FAILED: tflite-int8" in capsys.readouterr().err
     assert json.loads((tmp_path / "p.json").read_text())["passed"] is False
+
+
+@pytest.mark.parametrize("broken", [0.0, np.nan])
+def test_a_file_that_returns_no_kernel_fails_parity_instead_of_crashing_it(exported, testset_root_sf2, broken):
+    manifest = read_manifest(exported)
+    items, refs = reference_outputs(manifest, testset_root_sf2, max_images=2)
+
+    def zero_kernels(lrs):  # what a mis-quantised file gave: every tap 0 (or NaN)
+        return [{**ref, "kernel": np.full_like(ref["kernel"], broken)} for ref in refs]
+    row = check_format(exported, manifest, "tflite-fp32", items, refs, DEFAULT_TOLERANCES["tflite-fp32"], zero_kernels)
+    assert row["status"] == "fail" and row["delta_l1"] == float("inf")
+    assert "no usable kernel" in row["error"] and "2 of 2 images" in row["error"]
 
 
 def test_error_growth_names_the_first_stage_that_loses_accuracy():
