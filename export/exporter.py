@@ -6,8 +6,9 @@ under a hidden temporary name and renamed into place at the end, so an
 interrupted export never leaves a directory that looks complete. A format whose
 converter fails is recorded under ``failed`` in the manifest with its log (the
 converter's own output); the others are still written, and the export reports
-failure. The TFLite formats are converted from ``onnx-matmul``, which is therefore
-always written with them, through one :class:`~export.tflite_formats.TFLiteChain`.
+failure. Each TFLite format is converted from the ONNX file it ``needs`` (``onnx-matmul``;
+``onnx-matmul-int8`` for the full-integer file), which is therefore always written with it,
+through one :class:`~export.tflite_formats.TFLiteChain` per source.
 
 Every TFLite file is also run through LiteRT's GPU accelerator (:mod:`export.gpu`:
 placement and numerics, the manifest's ``gpu`` record) and, for each requested NPU
@@ -60,7 +61,7 @@ class ExportJob:
     calibration_n: int = 32
     npu: tuple[NpuTarget, ...] = ()
     built: dict[str, Artifact] = field(default_factory=dict)
-    _tflite: TFLiteChain | None = None
+    _tflite: dict[str, TFLiteChain] = field(default_factory=dict)
     _check_images: list | None = None
 
     @property
@@ -75,12 +76,16 @@ class ExportJob:
     def example(self) -> torch.Tensor:
         return torch.rand(1, 1, self.input_size, self.input_size, generator=torch.Generator().manual_seed(0))
 
-    def tflite(self) -> TFLiteChain:
-        """The job's TFLite chain, from its ``onnx-matmul`` file (one per job)."""
-        if self._tflite is None:
-            self._tflite = TFLiteChain(self.work / self.built["onnx-matmul"].file, self.work / ".onnx2tf",
-                                       self.work / "logs")
-        return self._tflite
+    def tflite_chains(self) -> list[TFLiteChain]:
+        """The TFLite chains the job has made (their scratch folders go before the rename)."""
+        return list(self._tflite.values())
+
+    def tflite(self, source: str = "onnx-matmul") -> TFLiteChain:
+        """The job's TFLite chain from its ONNX file ``source`` (one per source)."""
+        if source not in self._tflite:
+            self._tflite[source] = TFLiteChain(self.work / self.built[source].file, self.work / f".onnx2tf-{source}",
+                                               self.work / "logs", "" if source == "onnx-matmul" else f"{source}.")
+        return self._tflite[source]
 
     def conversion(self, fmt: ExportFormat) -> tuple[Conversion, dict]:
         """The conversion of the TFLite format ``fmt`` and the manifest's ``quantization``
@@ -128,24 +133,26 @@ class ExportJob:
 
 
 def build_onnx(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
-    backend = {"dft": "torch", "matmul": "matmul"}[fmt.spectral_mode]
+    backend = "torch" if fmt.spectral_mode == "dft" else fmt.spectral_mode
 
     def build(job: ExportJob) -> dict:
         file = f"{job.stem}{fmt.suffix}"
         info = export_onnx(job.module(backend), job.example(), job.work / file, fmt.spectral_mode)
         return {"file": file, "runtime": fmt.runtime, **info}
-    build.__doc__ = f"ONNX with the FFT stages as {'DFT ops' if fmt.spectral_mode == 'dft' else 'constant-matrix MatMuls'}."
+    build.__doc__ = f"ONNX with the FFT stages as {'DFT ops' if fmt.spectral_mode == 'dft' else 'constant-matrix MatMuls'}" \
+                    f"{' split into int8-exact factors' if fmt.spectral_mode == 'matmul-int8' else ''}."
     return build
 
 
 def build_tflite(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
     def build(job: ExportJob) -> dict:
         file = f"{job.stem}{fmt.suffix}"
+        source = fmt.needs[0]
         conversion, quantization = job.conversion(fmt)
-        job.tflite().convert(conversion, job.work / file)
-        onnx = job.built["onnx-matmul"]
+        job.tflite(source).convert(conversion, job.work / file)
+        onnx = job.built[source]
         inputs, outputs = tflite_io(job.work / file, onnx.inputs, onnx.outputs)
-        return {"file": file, "runtime": fmt.runtime, "source": "onnx-matmul (onnx2tf SavedModel)",
+        return {"file": file, "runtime": fmt.runtime, "source": f"{source} (onnx2tf SavedModel)",
                 "spectral_mode": fmt.spectral_mode, "inputs": [t.to_json() for t in inputs],
                 "outputs": [t.to_json() for t in outputs], **analyze_tflite(job.work / file),
                 "quantization": quantization, **job.accelerator_records(file, inputs, outputs)}
@@ -242,7 +249,8 @@ def export(model: str, config: str, sf: int, input_size: int, formats: list[str]
             file = work / art["file"]
             job.built[fmt] = Artifact.from_json(fmt, {**art, "sha256": sha256(file),
                                                       "size_bytes": file.stat().st_size}, "export")
-        shutil.rmtree(work / ".onnx2tf", ignore_errors=True)
+        for chain in job.tflite_chains():
+            shutil.rmtree(chain.scratch, ignore_errors=True)
         manifest = Manifest(model, config, sf, input_size, kernel_size(sf), tuple(job.module("torch").names),
                             sha256(weights_path(model, config, sf)), tool_versions(), job.built, failed, left_out)
         write_manifest(work, manifest)

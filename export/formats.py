@@ -26,7 +26,8 @@ class ExportFormat:
     name: str
     suffix: str                         # the file is ``<model>_<config>_sf<N>_<size><suffix>``
     runtime: str                        # "onnxruntime" or "litert"
-    spectral_mode: str                  # "dft" (ONNX DFT ops) or "matmul" (constant-matrix products)
+    spectral_mode: str                  # "dft" (ONNX DFT ops), "matmul" (constant-matrix products) or
+                                        # "matmul-int8" (each constant split into two int8-exact factors)
     quantization: str                   # what the manifest says of the numbers in the file
     tolerance: Tolerance                # parity against the PyTorch reference
     bench_runtimes: tuple[str, ...]     # `mkn bench` targets of the file
@@ -51,9 +52,11 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("tflite-int8", "_int8.tflite", "litert", "matmul",
                  "selective: int8 weights and activations inside the CNN stages; their edge layers and "
                  "every spectral op float", Tolerance(delta_l1=0.03), _LITERT, ("onnx-matmul",), "int8"),
-    ExportFormat("tflite-int16x8", "_int16x8.tflite", "litert", "matmul",
+    ExportFormat("onnx-matmul-int8", "_matmul-int8.onnx", "onnxruntime", "matmul-int8",
+                 "none (the source of tflite-int16x8)", Tolerance(max_abs=1e-5), _ONNX, full_integer=True),
+    ExportFormat("tflite-int16x8", "_int16x8.tflite", "litert", "matmul-int8",
                  "full integer for NPUs: int16 activations and int8 weights in every op, no float op; "
                  "float32 input and output, quantised at the edges", Tolerance(delta_l1=0.03), _LITERT,
-                 ("onnx-matmul",), "int16x8", full_integer=True),
+                 ("onnx-matmul-int8",), "int16x8", full_integer=True),
 )}
 TFLITE_KINDS = tuple(f.tflite_kind for f in FORMATS.values() if f.tflite_kind)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-OPSET = {"dft": 20, "matmul": 18}
+OPSET = {"dft": 20, "matmul": 18, "matmul-int8": 18}
 
 
 class StageOutputs(nn.Module):
@@ -39,7 +39,8 @@ def op_counts(model) -> dict[str, int]:
 def export_onnx(module: StageOutputs, example: torch.Tensor, path: Path, mode: str) -> dict:
     """Export ``module`` on ``example`` ``(1, 1, S, S)`` to one self-contained ``.onnx``
     file at ``path``, simplified with onnxsim and checked. ``mode``: ``"dft"`` (the
-    model must use the ``torch`` spectral backend) or ``"matmul"``. Returns the
+    model must use the ``torch`` spectral backend), ``"matmul"`` or ``"matmul-int8"`` (the
+    spectral backends of those names). Returns the
     manifest fields: opset, node counts before/after onnxsim, op counts, I/O."""
     import onnx
     from onnxsim import simplify
@@ -58,7 +59,7 @@ def export_onnx(module: StageOutputs, example: torch.Tensor, path: Path, mode: s
         raise RuntimeError("onnxsim could not validate the simplified model against the original")
     onnx.checker.check_model(simplified, full_check=True)
     ops = op_counts(simplified)
-    if mode == "matmul" and "DFT" in ops:
+    if mode != "dft" and "DFT" in ops:
         raise RuntimeError("the matmul-mode graph contains DFT ops: the model did not switch spectral backend")
     onnx.save(simplified, path)
     with torch.no_grad():

@@ -199,10 +199,11 @@ def _convert_job(job: dict) -> None:
 
 class TFLiteChain:
     """The TFLite path of one export: ``onnx_file`` (an ``onnx-matmul`` file) -> SavedModel ->
-    fp32 -> each kind. Intermediate files live in ``scratch``; converter logs in ``logs``."""
+    fp32 -> each kind. Intermediate files live in ``scratch``; converter logs in ``logs``, their
+    names starting with ``log_prefix``."""
 
-    def __init__(self, onnx_file: Path, scratch: Path, logs: Path):
-        self.onnx_file, self.scratch, self.logs = onnx_file, scratch, logs
+    def __init__(self, onnx_file: Path, scratch: Path, logs: Path, log_prefix: str = ""):
+        self.onnx_file, self.scratch, self.logs, self.log_prefix = onnx_file, scratch, logs, log_prefix
         self._saved_model: Path | None = None
         self._fp32: Path | None = None
 
@@ -211,14 +212,14 @@ class TFLiteChain:
         if self._saved_model is None:
             self.scratch.mkdir(parents=True, exist_ok=True)
             copy = Path(shutil.copy(self.onnx_file, self.scratch / "model.onnx"))
-            self._saved_model = run_onnx2tf(copy, self.scratch / "saved_model", self.logs / "onnx2tf.log")
+            self._saved_model = run_onnx2tf(copy, self.scratch / "saved_model", self.logs / f"{self.log_prefix}onnx2tf.log")
         return self._saved_model
 
     def fp32(self) -> Path:
         """Step 2: the fp32 TFLite file."""
         if self._fp32 is None:
             path = self.scratch / "fp32.tflite"
-            convert_isolated(self.saved_model(), Conversion("fp32"), path, self.logs / "convert-fp32.log")
+            convert_isolated(self.saved_model(), Conversion("fp32"), path, self.logs / f"{self.log_prefix}convert-fp32.log")
             self._fp32 = path
         return self._fp32
 
@@ -227,7 +228,7 @@ class TFLiteChain:
         if conversion.kind == "fp32":
             shutil.copyfile(self.fp32(), out)
         else:
-            convert_isolated(self.saved_model(), conversion, out, self.logs / f"convert-{conversion.kind}.log")
+            convert_isolated(self.saved_model(), conversion, out, self.logs / f"{self.log_prefix}convert-{conversion.kind}.log")
 
 
 _OP = re.compile(r"^\s*Op#(\d+) (\w+)\((.*?)\) -> \[(.*?)\]")

@@ -10,6 +10,11 @@ dtype reaches an exported graph.
   product is a 2-D ``(M, n) @ (n, m)`` MatMul (the batch is folded into rows): no
   ``DFT`` op, no complex type, and no 4-D MatMul whose axes a layout converter
   could reorder (see ../shared/TOOLCHAIN_NOTES.md).
+* ``"matmul-int8"`` — the ``matmul`` graph with every constant product ``x @ M`` written as
+  two, ``x @ M_hi + x @ M_lo`` (:func:`int8_split`): ``M_hi`` lies on ``M``'s per-column
+  int8 grid, so a per-channel int8 weight holds it exactly, and ``M_lo`` carries the rest
+  at 1/127 of its size — ~15-bit constants in a file whose weights are int8 (the full-
+  integer TFLite file; int8 DFT matrices alone move its kernels by 2-3 %, NOTES.md).
 
 Shapes: ``rfft2`` maps ``(..., H, W)`` real to a pair of ``(..., H, W // 2 + 1)``;
 ``irfft2`` maps such a pair back to ``(..., H, W)`` given the size; ``fft2`` /
@@ -24,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-BACKENDS = ("torch", "matmul")
+BACKENDS = ("torch", "matmul", "matmul-int8")
 Complex = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -101,7 +106,7 @@ def matmul_rows(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _dft_matrix(kind: str, n: int) -> np.ndarray:
-    """The float64 matrix ``kind`` of :meth:`Spectral._mat` (no modifiers)."""
+    """The float64 matrix ``kind`` of :meth:`Spectral._array` (no modifiers)."""
     j = np.arange(n, dtype=np.float64)
     if kind in ("cos", "sin"):
         ang = 2 * math.pi * np.outer(j, j) / n
@@ -120,60 +125,87 @@ def _dft_matrix(kind: str, n: int) -> np.ndarray:
     return mat
 
 
+def int8_split(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(hi, lo)`` with ``hi + lo = m`` for a float ``(n, k)`` matrix: ``hi`` is ``m`` rounded to
+    steps of ``max|column| / 127`` (exact in per-column int8), ``lo`` the remainder (at most
+    half a step)."""
+    step = np.maximum(np.abs(m).max(axis=0, keepdims=True), 1e-30) / 127
+    hi = np.round(m / step) * step
+    return hi, m - hi
+
+
 _NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
 class Spectral:
-    """FFT operations with a chosen backend (``"torch"`` or ``"matmul"``)."""
+    """FFT operations with a chosen backend (:data:`BACKENDS`, module docstring)."""
 
     def __init__(self, backend: str = "torch"):
         if backend not in BACKENDS:
             raise ValueError(f"spectral backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
-        self._mats: dict[tuple[str, int, np.dtype], np.ndarray] = {}
+        self._arrays: dict[tuple[str, int], np.ndarray] = {}
+        self._factors: dict[tuple[int, torch.dtype], tuple[np.ndarray, tuple[np.ndarray, ...]]] = {}
 
-    def _mat(self, kind: str, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """Constant DFT matrices (computed in float64, cached per size and dtype):
+    def _array(self, kind: str, n: int) -> np.ndarray:
+        """Constant float64 DFT matrices, cached per size:
         ``cos``/``sin`` ``(n, n)``: ``cos(2 pi k j / n)``; ``rcos``/``rsin`` ``(n, n//2+1)``:
         the same for the half spectrum; ``icos``/``isin`` ``(n//2+1, n)``: the
         weighted half-spectrum synthesis of ``irfft`` (weights 1 for DC and Nyquist, 2 else, over n).
         A leading ``-`` negates the matrix and a trailing ``/n`` divides it by ``n``, so that
         signs and normalisations are folded into constants (the graph gets no NEG or DIV).
-        The cache holds numpy arrays and each call makes a fresh tensor over them (no copy on
-        the CPU): a tensor made while an exporter traces must not come back to a later eager
-        call. Callers must not write into the returned tensor."""
-        np_dtype = _NUMPY_DTYPES.get(dtype, np.float64)
-        key = (kind, n, np_dtype)
-        if key not in self._mats:
+        The square ones (``cos``, ``sin``, with or without ``/n``) are symmetric."""
+        key = (kind, n)
+        if key not in self._arrays:
             base = kind.lstrip("-").removesuffix("/n")
             mat = _dft_matrix(base, n)
             if kind.startswith("-"):
                 mat = -mat
             if kind.endswith("/n"):
                 mat = mat / n
-            self._mats[key] = mat.astype(np_dtype)
-        return torch.from_numpy(self._mats[key]).to(dtype=dtype, device=device)
+            self._arrays[key] = mat
+        return self._arrays[key]
 
-    def _m(self, kind: str, n: int, like: torch.Tensor) -> torch.Tensor:
-        return self._mat(kind, n, like.dtype, like.device)
+    def matmul_constant(self, x: torch.Tensor, a: np.ndarray) -> torch.Tensor:
+        """``x @ a`` on the last axis (:func:`matmul_last`) for a constant float64 ``a`` ``(n, k)``
+        that the caller keeps (cached by identity); ``matmul-int8`` makes it two products
+        (module docstring). The cache holds numpy arrays in ``x``'s dtype and each call makes
+        fresh tensors over them (no copy on the CPU): a tensor made while an exporter traces
+        must not come back to a later eager call."""
+        key = (id(a), x.dtype)
+        if key not in self._factors:
+            parts = int8_split(a) if self.backend == "matmul-int8" else (a,)
+            np_dtype = _NUMPY_DTYPES.get(x.dtype, np.float64)
+            self._factors[key] = (a, tuple(p.astype(np_dtype) for p in parts))  # holding a keeps its id unique
+        out = None
+        for part in self._factors[key][1]:
+            y = matmul_last(x, torch.from_numpy(part).to(dtype=x.dtype, device=x.device))
+            out = y if out is None else out + y
+        return out
+
+    def _last(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """``x @ M`` for the DFT matrix ``kind`` of ``x``'s last-axis size (:meth:`_array`)."""
+        return self.matmul_constant(x, self._array(kind, x.shape[-1]))
+
+    def _rows(self, kind: str, x: torch.Tensor) -> torch.Tensor:
+        """``M @ x`` on the second-last axis for a square (symmetric) DFT matrix ``kind``, as a
+        2-D MatMul between two transposes (:func:`matmul_rows`)."""
+        return self._last(x.transpose(-1, -2), kind).transpose(-1, -2)
 
     def _cols_forward(self, a: torch.Tensor, b: torch.Tensor) -> Complex:
         """``(C - iS)(a + ib)`` along the second-last axis (the H-side of a forward DFT)."""
-        ch, sh = self._m("cos", a.shape[-2], a), self._m("sin", a.shape[-2], a)
-        return matmul_rows(ch, a) + matmul_rows(sh, b), matmul_rows(ch, b) - matmul_rows(sh, a)
+        return self._rows("cos", a) + self._rows("sin", b), self._rows("cos", b) - self._rows("sin", a)
 
     def _matmul_forward(self, x: torch.Tensor, cos_kind: str, sin_kind: str) -> Complex:
         """Forward DFT of real ``x``: ``x e^{-i..}`` along W with the given matrices
         (half or full spectrum), then :meth:`_cols_forward` along H."""
-        w = x.shape[-1]
-        return self._cols_forward(matmul_last(x, self._m(cos_kind, w, x)), matmul_last(x, self._m("-" + sin_kind, w, x)))
+        return self._cols_forward(self._last(x, cos_kind), self._last(x, "-" + sin_kind))
 
     def _cols_inverse(self, z: Complex) -> Complex:
         """``(1/H)(C + iS)(re + i im)`` along the second-last axis."""
         re, im = z
-        h = re.shape[-2]
-        ch, sh = self._m("cos/n", h, re), self._m("sin/n", h, re)
-        return matmul_rows(ch, re) - matmul_rows(sh, im), matmul_rows(ch, im) + matmul_rows(sh, re)
+        return (self._rows("cos/n", re) - self._rows("sin/n", im),
+                self._rows("cos/n", im) + self._rows("sin/n", re))
 
     def rfft2(self, x: torch.Tensor) -> Complex:
         """Real 2-D DFT of ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W // 2 + 1)``."""
@@ -189,7 +221,8 @@ class Spectral:
             return torch.fft.irfft2(torch.complex(z[0], z[1]), s=size)
         w = size[1]
         yr, yi = self._cols_inverse(z)
-        return matmul_last(yr, self._m("icos", w, yr)) - matmul_last(yi, self._m("isin", w, yr))
+        return (self.matmul_constant(yr, self._array("icos", w)) -
+                self.matmul_constant(yi, self._array("isin", w)))
 
     def fft2(self, x: torch.Tensor) -> Complex:
         """Full 2-D DFT of a real ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W)``."""
@@ -203,5 +236,4 @@ class Spectral:
         if self.backend == "torch":
             return torch.fft.ifft2(torch.complex(z[0], z[1])).real
         yr, yi = self._cols_inverse(z)
-        w = yr.shape[-1]
-        return matmul_last(yr, self._m("cos/n", w, yr)) - matmul_last(yi, self._m("sin/n", w, yr))
+        return self._last(yr, "cos/n") - self._last(yi, "sin/n")

@@ -77,7 +77,8 @@ def test_manifest_records_files_layouts_and_tools(exported):
     assert "DFT" in onnx["onnx-dft"]["ops"] and "DFT" not in onnx["onnx-matmul"]["ops"]
     assert onnx["onnx-matmul"]["nodes_after_onnxsim"] <= onnx["onnx-matmul"]["nodes_before_onnxsim"]
     assert m.tools["onnx2tf"] == "1.28.8" and m.failed == {}
-    assert list(m.unsupported) == ["tflite-int16x8"] and "eq. 11" in m.unsupported["tflite-int16x8"]
+    assert list(m.unsupported) == ["onnx-matmul-int8", "tflite-int16x8"]
+    assert "eq. 11" in m.unsupported["tflite-int16x8"]
     q = m.artifacts["tflite-int8"].quantization
     assert "DIV" in q["float_op_types"] and "CONV_2D" not in q["float_op_types"]
     assert q["why_float"] == create_model("kernelnet", 2, "mobile").int8_float_reason  # the model's words
@@ -217,11 +218,11 @@ def test_bad_requests_fail_before_writing_anything(tmp_path, kwargs, message):
 
 def test_all_means_every_format_the_model_can_have():
     full = [f for f in FORMATS if FORMATS[f].full_integer]
-    assert full == ["tflite-int16x8"]
+    assert full == ["onnx-matmul-int8", "tflite-int16x8"]
     order, left_out = plan(["all"], "it divides")
-    assert order == CI_FORMATS and left_out == {"tflite-int16x8": "it divides"}
+    assert order == CI_FORMATS and left_out == {f: "it divides" for f in full}
     assert plan(["all"], None) == (list(FORMATS), {})
-    assert plan(["tflite-int16x8"], None) == (["onnx-matmul", "tflite-int16x8"], {})
+    assert plan(["tflite-int16x8"], None) == (["onnx-matmul-int8", "tflite-int16x8"], {})
     with pytest.raises(ExportError, match="tflite-int16x8: this model's graph cannot be fully integer: it divides"):
         plan(["onnx-dft", "tflite-int16x8"], "it divides")
 

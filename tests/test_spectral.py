@@ -13,20 +13,25 @@ def _rel(a, b):
     return (a - b).abs().max().item() / b.abs().max().item()
 
 
+MATMUL_BACKENDS = [b for b in S.BACKENDS if b != "torch"]
+
+
+@pytest.mark.parametrize("backend", MATMUL_BACKENDS)
 @pytest.mark.parametrize("h,w", SIZES)
-def test_matmul_rfft2_matches_torch(h, w):
+def test_matmul_rfft2_matches_torch(h, w, backend):
     x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(h * w))
     ref = S.Spectral("torch").rfft2(x)
-    out = S.Spectral("matmul").rfft2(x)
+    out = S.Spectral(backend).rfft2(x)
     assert out[0].shape == (2, 3, h, w // 2 + 1)
     assert _rel(out[0], ref[0]) < 1e-5 and _rel(out[1], ref[1]) < 1e-5
 
 
+@pytest.mark.parametrize("backend", MATMUL_BACKENDS)
 @pytest.mark.parametrize("h,w", SIZES)
-def test_matmul_irfft2_matches_torch_and_inverts(h, w):
+def test_matmul_irfft2_matches_torch_and_inverts(h, w, backend):
     x = torch.randn(2, h, w, generator=torch.Generator().manual_seed(h + w))
     z = S.Spectral("torch").rfft2(x)
-    out = S.Spectral("matmul").irfft2(z, (h, w))
+    out = S.Spectral(backend).irfft2(z, (h, w))
     assert _rel(out, S.Spectral("torch").irfft2(z, (h, w))) < 1e-5
     assert _rel(out, x) < 1e-5
 
@@ -66,8 +71,32 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_matmul_backend_uses_only_2d_real_matmuls():
-    sp = S.Spectral("matmul")
+def _int8_weights(m: torch.Tensor) -> torch.Tensor:
+    """``m`` as a per-column symmetric int8 weight holds it (TFLite's per-channel scheme)."""
+    step = m.abs().amax(dim=0, keepdim=True).clamp_min(1e-30) / 127
+    return torch.round(m / step) * step
+
+
+def test_int8_split_factors_survive_int8_weights(monkeypatch):
+    """Each factor of the matmul-int8 backend is held by int8 weights to within 1/127 of a
+    step, so its DFT under int8 weights is ~100x closer than the plain matmul graph's."""
+    a = S.Spectral("matmul")._array("rcos", 168)
+    hi, lo = S.int8_split(a)
+    assert np.array_equal(hi + lo, a) or np.abs(hi + lo - a).max() < 1e-15
+    step = np.abs(a).max(axis=0) / 127
+    assert np.all(np.abs(lo) <= step / 2 + 1e-15)
+    np.testing.assert_allclose(_int8_weights(torch.from_numpy(hi)).numpy(), hi, atol=1e-12)
+    x = torch.randn(3, 168, 168, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref = S.Spectral("torch").rfft2(x)
+    matmul_last = S.matmul_last
+    monkeypatch.setattr(S, "matmul_last", lambda x, m: matmul_last(x, _int8_weights(m)))
+    err = {b: max(_rel(o, r) for o, r in zip(S.Spectral(b).rfft2(x), ref)) for b in MATMUL_BACKENDS}
+    assert err["matmul"] > 1e-3 and err["matmul-int8"] < err["matmul"] / 50, err
+
+
+@pytest.mark.parametrize("backend", MATMUL_BACKENDS)
+def test_matmul_backend_uses_only_2d_real_matmuls(backend):
+    sp = S.Spectral(backend)
     x = torch.randn(2, 2, 40, 36)
     with _Recorder() as rec:
         sp.irfft2(sp.rfft2(x), (40, 36))

@@ -239,32 +239,28 @@ class FFT1(nn.Module):
                                            2 * size_k - 1).flatten(1)
         scale = quantisable.reciprocal(quantisable.abs(auto).mean(dim=1, keepdim=True) * auto.shape[1] + EPS)
         corr, auto = corr * scale, auto * scale
-        to_spectrum, from_spectrum, auto_to_spectrum = (m.to(corr.dtype) for m in support_convolution_maps(size_k))
-        gains = auto @ auto_to_spectrum  # R's spectrum, real (R is even)
+        to_spectrum, from_spectrum, auto_to_spectrum = support_convolution_maps(size_k)
+        product = self.spectral.matmul_constant
+        gains = product(auto, auto_to_spectrum)  # R's spectrum, real (R is even)
         gains = torch.cat([gains, gains], dim=1)  # for (re, im)
         lam = self.log_lambda.exp()
         previous, k = torch.zeros_like(corr), corr  # the first step from k = 0
         for _ in range(NE_ITERATIONS - 1):
             z = k + NE_MOMENTUM * (k - previous)
-            previous, k = k, z + (corr - ((z @ to_spectrum) * gains) @ from_spectrum - lam * z)
+            previous, k = k, z + (corr - product(product(z, to_spectrum) * gains, from_spectrum) - lam * z)
         return k.reshape(-1, 1, size_k, size_k)
 
 
-def support_convolution_maps(size_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=None)
+def support_convolution_maps(size_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Constant float64 matrices that make ``A k`` of :class:`FFT1`'s normal equations
     two products and an elementwise gain, on a ``G = 3L - 2`` grid (where a linear
     convolution of an ``L x L`` kernel with the ``(2L - 1)^2`` autocorrelation does not wrap),
     with ``P = G (G // 2 + 1)``: ``to_spectrum`` ``(L^2, 2P)`` — a flattened centred kernel to
     the (re, im) half spectrum of its circular placement; ``from_spectrum`` ``(2P, L^2)`` —
     back, cropped to the centred ``L x L`` support; ``auto_to_spectrum`` ``((2L-1)^2, P)`` — a
-    centred autocorrelation to its (real) half spectrum. (Fresh tensors of numpy arrays
-    cached per size: a tensor made while an exporter traces must not outlive the trace.)"""
-    return tuple(torch.from_numpy(m) for m in _support_convolution_arrays(size_k))
-
-
-@functools.lru_cache(maxsize=None)
-def _support_convolution_arrays(size_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The arrays of :func:`support_convolution_maps`."""
+    centred autocorrelation to its (real) half spectrum. Cached per size, so their products
+    (:meth:`~mobile_kernelnet.spectral.Spectral.matmul_constant`) are cached too."""
     grid, span = 3 * size_k - 2, 2 * size_k - 1
 
     def place(centred: np.ndarray) -> np.ndarray:  # (N, s, s) centred -> (N, G, G), centre at (0, 0)
