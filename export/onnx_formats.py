@@ -16,6 +16,10 @@ import torch
 from torch import nn
 
 OPSET = {"dft": 20, "matmul": 18, "matmul-int8": 18}
+#: onnxoptimizer passes onnxsim must not run: fusing ``MatMul + Add`` into ``Gemm`` takes a
+#: bias that is itself a MatMul's output (``x @ hi + x @ lo`` of ``matmul-int8``) and leaves
+#: the graph out of topological order.
+SKIPPED_OPTIMIZERS = ["fuse_matmul_add_bias_into_gemm"]
 
 
 class StageOutputs(nn.Module):
@@ -54,7 +58,7 @@ def export_onnx(module: StageOutputs, example: torch.Tensor, path: Path, mode: s
         exported = onnx.load(raw)
     finally:
         raw.unlink(missing_ok=True)
-    simplified, ok = simplify(exported)
+    simplified, ok = simplify(exported, skipped_optimizers=SKIPPED_OPTIMIZERS)
     if not ok:
         raise RuntimeError("onnxsim could not validate the simplified model against the original")
     onnx.checker.check_model(simplified, full_check=True)
