@@ -198,7 +198,7 @@ def _convert_job(job: dict) -> None:
 
 
 class TFLiteChain:
-    """The TFLite path of one export: ``onnx_file`` (an ``onnx-matmul`` file) -> SavedModel ->
+    """The TFLite path of one export: ``onnx_file`` (its ``onnx-matmul`` or ``onnx-matmul-int8``) -> SavedModel ->
     fp32 -> each kind. Intermediate files live in ``scratch``; converter logs in ``logs``, their
     names starting with ``log_prefix``."""
 
