@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mobile_kernelnet.kernels import gaussian_kernel, kernel_size
-from mobile_kernelnet.models.kernelnet import (CONFIGS, FFT1, FFT1_SOLVERS, FFT2, REFINEMENTS, KernelNet, ResidualWideRefinement,
+from mobile_kernelnet.models.kernelnet import (CONFIGS, FFT1, FFT1_SOLVERS, FFT2, REFINEMENTS, KernelNet, KernelNetConfig,
+                                                ResidualWideRefinement,
                                                 WideRefinement, image_gradients)
 from mobile_kernelnet.spectral import Spectral
 
@@ -218,3 +219,12 @@ def test_normal_equations_model_runs_eagerly_after_an_onnx_export(tmp_path):
     torch.onnx.export(fft1, (y, grads), tmp_path / "fft1.onnx", dynamo=True)
     with torch.no_grad():
         assert fft1(y, grads).numpy().shape == (1, 1, 7, 7)
+
+
+def test_each_fft1_solver_starts_from_its_own_lambda():
+    """eq. 11's lambda is per pixel, the normal equations' acts on their scaled system: a model
+    built for either solver starts from that solver's config value, not the other's."""
+    cfg = KernelNetConfig(grad_channels=4, refine_channels=4)
+    for solver, expected in (("eq11", cfg.lambda_init), ("normal-equations", cfg.ne_lambda_init)):
+        net = KernelNet(2, replace(cfg, fft1_solver=solver))
+        assert float(net.fft1.log_lambda.exp()) == pytest.approx(expected, rel=1e-6)

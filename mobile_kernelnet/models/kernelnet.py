@@ -85,6 +85,7 @@ class KernelNetConfig:
     fft1_solver: str = "eq11"       # a key of FFT1_SOLVERS: the paper's division or the normal equations
     self_convolutions: int | None = None  # c, spectrum power in FFT-2 (sf^2)
     lambda_init: float = 1e-4       # FFT-1 regulariser per pixel (learned, log-parametrised)
+    ne_lambda_init: float = 0.02    # the same for the normal-equations solver, on its scaled system (FFT1)
     border: int = 6                 # px zeroed at the image edge before FFT-1
     refine_arch: str = "wide"       # a key of REFINEMENTS (see above)
     grad_arch: str = "dense"        # a key of GRADIENT_ARCHS (GradientEstimator)
@@ -188,7 +189,10 @@ class FFT1(nn.Module):
     size fits every image) and takes :data:`NE_ITERATIONS` heavy-ball gradient steps; each
     ``A k`` is a linear convolution with ``R``, as constant products (:func:`support_convolution_maps`). No
     per-frequency division: only products, sums and one division by a scalar per image, so
-    every activation keeps a range an integer NPU can hold.
+    every activation keeps a range an integer NPU can hold. Its ``lambda`` acts on the scaled
+    system, not on eq. 11's per-pixel scale, so it starts from its own value
+    (``KernelNetConfig.ne_lambda_init``, chosen on validation, NOTES.md): training barely
+    moves a log-parametrised lambda, so the start is what a trained model keeps.
 
     ``threshold_mode`` (:data:`THRESHOLD_MODES`): ``"hard"`` zeroes taps below ``threshold x
     peak``, ``"soft"`` subtracts it and clips at 0 (module docstring)."""
@@ -371,7 +375,8 @@ class KernelNet(nn.Module):
         self.kernel_size = kernel_size(sf)
         self.spectral = Spectral(cfg.spectral_backend)
         self.gradient = GradientEstimator(cfg.grad_channels, cfg.grad_arch)
-        self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, cfg.lambda_init, cfg.border, cfg.threshold_mode,
+        lambda_init = cfg.ne_lambda_init if cfg.fft1_solver == "normal-equations" else cfg.lambda_init
+        self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, lambda_init, cfg.border, cfg.threshold_mode,
                          cfg.fft1_solver)
         self.fft2 = FFT2(self.spectral, self.kernel_size, cfg.self_convolutions)
         if cfg.refine_arch not in REFINEMENTS:
