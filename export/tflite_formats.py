@@ -198,8 +198,8 @@ def _convert_job(job: dict) -> None:
 
 
 class TFLiteChain:
-    """The TFLite path of one export: ``onnx_file`` (its ``onnx-matmul`` or ``onnx-matmul-int8``) -> SavedModel ->
-    fp32 -> each kind. Intermediate files live in ``scratch``; converter logs in ``logs``, their
+    """The TFLite path of one export: ``onnx_file`` (its ``onnx-matmul`` or ``onnx-matmul-int8``)
+    -> SavedModel -> fp32 -> each kind. Intermediate files live in ``scratch``; converter logs in ``logs``, their
     names starting with ``log_prefix``."""
 
     def __init__(self, onnx_file: Path, scratch: Path, logs: Path, log_prefix: str = ""):

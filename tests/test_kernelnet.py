@@ -5,8 +5,7 @@ import torch
 
 from mobile_kernelnet.kernels import gaussian_kernel, kernel_size
 from mobile_kernelnet.models.kernelnet import (CONFIGS, FFT1, FFT1_SOLVERS, FFT2, REFINEMENTS, KernelNet, KernelNetConfig,
-                                                ResidualWideRefinement,
-                                                WideRefinement, image_gradients)
+                                                ResidualWideRefinement, WideRefinement, image_gradients)
 from mobile_kernelnet.spectral import Spectral
 
 
