@@ -598,6 +598,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool, ship: bool) -> dict:
         val = trainer.run()
         if ship and ranks.main:
             print(f"shipped {trainer.ship()}")
+        distributed.barrier(ranks)  # leave together: a rank torn down while rank 0 still logs can abort it (gloo)
         return val
     finally:
         distributed.stop()
