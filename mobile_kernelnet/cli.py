@@ -821,6 +821,9 @@ def add_train_parser(sub) -> None:
                    help="KernelNet: 'eq11' divides the spectra per frequency (the paper); 'normal-equations' "
                         "solves the support-restricted least squares by matrix products (no division an integer "
                         "NPU cannot hold); default: the config's, eq11")
+    r.add_argument("--fft1-lambda-init", type=positive_float, default=None,
+                   help="KernelNet: starting value of the FFT-1 solver's learned lambda (default: the config's, "
+                        "1e-4 per pixel for eq11, 0.02 on the normal equations' scaled system)")
     r.add_argument("--refine-arch", choices=("paper", "wide", "wide-residual"), default=None,
                    help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
     r.add_argument("--grad-arch", choices=("dense", "separable", "half-res"), default=None,

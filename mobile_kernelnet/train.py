@@ -96,6 +96,7 @@ class TrainConfig:
     fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
     fft1_threshold_mode: str | None = None  # KernelNet: a key of kernelnet.THRESHOLD_MODES (None = the config's)
     fft1_solver: str | None = None  # KernelNet: a key of kernelnet.FFT1_SOLVERS (None = the config's)
+    fft1_lambda_init: float | None = None  # KernelNet: starting lambda of that solver (None = the config's)
     refine_arch: str | None = None  # KernelNet: a key of kernelnet.REFINEMENTS (None = the config's)
     grad_arch: str | None = None    # KernelNet: a key of kernelnet.GRADIENT_ARCHS (None = the config's)
     grad_channels: int | None = None  # KernelNet: gradient-estimator width (None = the config's)
@@ -179,6 +180,8 @@ class KernelNetRecipe(Recipe):
         chosen = {field: getattr(cfg, option) for option, field in KERNELNET_ARCH_OPTIONS.items()
                   if getattr(cfg, option) is not None}
         mcfg = replace(kn.CONFIGS[cfg.config], **chosen)
+        if cfg.fft1_lambda_init is not None:
+            mcfg = replace(mcfg, **{mcfg.lambda_init_field: cfg.fft1_lambda_init})
         self.model = kn.KernelNet(cfg.sf, mcfg)
         self.stages_of = distributed.StagesOf(self.model)
         self.nets = {"model": self.model}
@@ -508,7 +511,8 @@ class Trainer:
                 self.stage, self.step = stage, 0
                 self.opts = self.recipe.optimizers(stage)
             total = self.recipe.stage_steps(stage)
-            self.recipe.begin_stage(stage, self.step, self._draw, self.out)
+            if self.step < total:  # a finished stage needs nothing set up (a run resumed to ship)
+                self.recipe.begin_stage(stage, self.step, self._draw, self.out)
             t0 = time.time()
             bar = tqdm(total=total, initial=self.step, desc=f"{self.cfg.model} sf{self.cfg.sf} {stage}",
                        dynamic_ncols=True, mininterval=5, disable=not self.ranks.main)
@@ -565,7 +569,7 @@ class Trainer:
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
-               "fft1_threshold_mode", "fft1_solver", "refine_arch", "grad_arch", "grad_channels", "camera",
+               "fft1_threshold_mode", "fft1_solver", "fft1_lambda_init", "refine_arch", "grad_arch", "grad_channels", "camera",
                "camera_clean_prob",
                "finetune", "lr", "pool", "val_size", "bank_size", "device")
 

@@ -126,6 +126,20 @@ def test_fft1_threshold_reaches_the_model_and_the_command():
     assert args.fft1_threshold == 0.2
 
 
+def test_fft1_lambda_init_sets_the_chosen_solvers_start_and_reaches_the_command():
+    from mobile_kernelnet.cli import build_parser
+    from mobile_kernelnet.train import KernelNetRecipe, canonical_command
+
+    for solver in ("eq11", "normal-equations"):
+        cfg = TrainConfig(model="kernelnet", sf=4, fft1_solver=solver, fft1_lambda_init=3e-3)
+        model = KernelNetRecipe(cfg).model
+        assert float(model.fft1.log_lambda.exp()) == pytest.approx(3e-3, rel=1e-6)
+        assert getattr(model.config, model.config.lambda_init_field) == 3e-3
+        assert build_parser().parse_args(canonical_command(cfg).split()[1:]).fft1_lambda_init == 3e-3
+    default = KernelNetRecipe(TrainConfig(model="kernelnet", sf=4, fft1_solver="normal-equations")).model
+    assert float(default.fft1.log_lambda.exp()) == pytest.approx(default.config.ne_lambda_init, rel=1e-6)
+
+
 def test_bad_texture_share_is_refused_before_a_run_folder_is_made(tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 0.5\]"):
         Trainer(TrainConfig(model="s2k", texture_prob=0.7), tmp_path / "run")
@@ -188,6 +202,18 @@ def test_refine_stage_will_not_resume_without_its_cache(tmp_path):
     resumed = Trainer(TrainConfig(model="kernelnet", **TINY, **REFINE), tmp_path / "run", resume=True)
     with pytest.raises(FileNotFoundError, match="refine_cache.pt"):
         resumed.run()
+
+
+@pytest.mark.slow
+def test_a_finished_run_resumes_to_ship_without_its_refine_cache(tmp_path):
+    """The cache is a training intermediate: a run whose every stage is done validates
+    (and could ship) from its checkpoint alone."""
+    cfg = TrainConfig(model="kernelnet", **TINY, **REFINE)
+    done = Trainer(cfg, tmp_path / "run")
+    last = done.run()
+    (tmp_path / "run" / "refine_cache.pt").unlink()
+    again = Trainer(cfg, tmp_path / "run", resume=True).run()
+    assert again["val_l1"] == pytest.approx(last["val_l1"], rel=1e-5)
 
 
 def test_refine_options_reach_the_command_and_are_kernelnet_only():

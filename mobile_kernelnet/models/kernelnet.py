@@ -98,6 +98,11 @@ class KernelNetConfig:
                        klr_size=self.klr_size or {2: 9, 3: 7, 4: 7}[sf],
                        self_convolutions=self.self_convolutions or sf * sf)
 
+    @property
+    def lambda_init_field(self) -> str:
+        """The field holding the starting lambda of this config's FFT-1 solver."""
+        return "ne_lambda_init" if self.fft1_solver == "normal-equations" else "lambda_init"
+
 
 CONFIGS = {
     "mobile": KernelNetConfig(grad_channels=24, refine_channels=16),
@@ -375,8 +380,7 @@ class KernelNet(nn.Module):
         self.kernel_size = kernel_size(sf)
         self.spectral = Spectral(cfg.spectral_backend)
         self.gradient = GradientEstimator(cfg.grad_channels, cfg.grad_arch)
-        lambda_init = cfg.ne_lambda_init if cfg.fft1_solver == "normal-equations" else cfg.lambda_init
-        self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, lambda_init, cfg.border, cfg.threshold_mode,
+        self.fft1 = FFT1(self.spectral, cfg.klr_size, cfg.threshold, getattr(cfg, cfg.lambda_init_field), cfg.border, cfg.threshold_mode,
                          cfg.fft1_solver)
         self.fft2 = FFT2(self.spectral, self.kernel_size, cfg.self_convolutions)
         if cfg.refine_arch not in REFINEMENTS:
