@@ -111,7 +111,7 @@ class ExportJob:
     def check_images(self) -> list:
         """:data:`CHECK_IMAGES` LR images ``(1, 1, S, S)`` for the accelerator checks (made once)."""
         if self._check_images is None:
-            lr, _ = calibration_images(self.sf, self.input_size, CHECK_IMAGES, seed=99)
+            lr, _ = calibration_images(self.sf, self.input_size, CHECK_IMAGES // 2, seed=99)  # bright + dim
             self._check_images = [x[None] for x in lr]
         return self._check_images
 

@@ -291,3 +291,19 @@ def test_sharp_softplus_is_softplus_without_overflow():
     x = torch.tensor([-1e4, -3.0, -0.05, 0.0, 0.05, 3.0, 1e4])
     assert torch.allclose(sharp_softplus(x), torch.nn.functional.softplus(x, beta=10), atol=1e-7, rtol=1e-6)
     assert torch.isfinite(torch.exp(-10 * x.abs())).all()  # the only exponential it takes
+
+
+def test_calibration_images_span_the_contrast_of_dim_scenes():
+    """Full-integer files take FFT-1's normalisation range from calibration: the images are
+    the training sources' as they are and dimmed down to CONTRAST_RANGE[0], reproducibly."""
+    from export.calibration import CONTRAST_RANGE, calibration_images, scale_contrast, training_source_images
+
+    lr, source = calibration_images(2, 64, 6)
+    again, _ = calibration_images(2, 64, 6)
+    assert np.array_equal(lr, again) and lr.dtype == np.float32 and 0 <= lr.min() and lr.max() <= 1
+    raw, _ = training_source_images(2, 64, 6, np.random.default_rng(1234))
+    assert lr.shape == (12, 1, 64, 64) and np.array_equal(lr[:6], raw)
+    factors = lr[6:].std(axis=(1, 2, 3)) / raw.std(axis=(1, 2, 3))
+    assert np.allclose(np.sort(factors), np.geomspace(*CONTRAST_RANGE, 6), rtol=1e-4)
+    assert np.allclose(lr[6:].mean(axis=(1, 2, 3)), raw.mean(axis=(1, 2, 3)), atol=1e-6)
+    assert "contrast" in source
