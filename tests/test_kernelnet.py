@@ -230,15 +230,18 @@ def test_each_fft1_solver_starts_from_its_own_lambda():
 
 
 def test_normal_equations_see_the_same_ranges_for_dim_and_bright_scenes():
-    """FFT-1's normal equations divide each gradient pair by its mean magnitude: the kernel is
+    """FFT-1's normal equations scale each gradient pair to unit energy: the kernel is
     unchanged (a per-image scale of either pair only scales ``b``), and the tensors the
-    spectra are made of no longer depend on the scene's contrast (int16 has fixed scales)."""
-    from mobile_kernelnet.models.kernelnet import unit_magnitude
+    spectra are made of no longer depend on the scene's contrast or sparsity (int16 has
+    fixed scales)."""
+    from mobile_kernelnet.models.kernelnet import unit_energy
 
     torch.manual_seed(0)
     y, g = torch.randn(2, 2, 48, 48), torch.randn(2, 2, 48, 48)
-    assert torch.allclose(unit_magnitude(0.02 * g), unit_magnitude(g), rtol=1e-5, atol=1e-6)
-    assert torch.allclose(unit_magnitude(g).abs().mean(dim=(1, 2, 3)), torch.ones(2), rtol=1e-5)
+    sparse = g * (torch.rand_like(g) < 0.02)
+    assert torch.allclose(unit_energy(0.02 * g), unit_energy(g), rtol=1e-5, atol=1e-6)
+    for grads in (g, sparse, 0.01 * sparse):
+        assert torch.allclose((unit_energy(grads) ** 2).mean(dim=(1, 2, 3)), torch.ones(2), rtol=1e-4)
     cfg = KernelNetConfig(grad_channels=4, refine_channels=4, fft1_solver="normal-equations")
     fft1 = KernelNet(2, cfg).fft1
     with torch.no_grad():

@@ -194,10 +194,10 @@ class FFT1(nn.Module):
     size fits every image) and takes :data:`NE_ITERATIONS` heavy-ball gradient steps; each
     ``A k`` is a linear convolution with ``R``, as constant products (:func:`support_convolution_maps`). No
     per-frequency division: only products, sums and one division by a scalar per image, so
-    every activation keeps a range an integer NPU can hold. Before the spectra it divides each
-    gradient pair by its mean magnitude: the scaled system and so ``k`` do not change (``b``
-    only scales, and ``k`` is normalised), but every tensor after it keeps the same range
-    for a dim scene as for a bright one, which int16's fixed scales need. Its ``lambda`` acts on the scaled
+    every activation keeps a range an integer NPU can hold. Before the spectra it scales each
+    gradient pair to unit energy (:func:`unit_energy`): the scaled system and so ``k`` do not
+    change (``b`` only scales, and ``k`` is normalised), but every tensor after it is bounded
+    alike for dim and bright, busy and sparse scenes, which int16's fixed scales need. Its ``lambda`` acts on the scaled
     system, not on eq. 11's per-pixel scale, so it starts from its own value
     (``KernelNetConfig.ne_lambda_init``, chosen on validation, NOTES.md): training barely
     moves a log-parametrised lambda, so the start is what a trained model keeps.
@@ -225,7 +225,7 @@ class FFT1(nn.Module):
         # fp16's range, in which GPU delegates compute.
         scale = 1.0 / math.sqrt(h * w)
         if self.solver == "normal-equations":
-            y_grads, g_grads = unit_magnitude(y_grads), unit_magnitude(g_grads)
+            y_grads, g_grads = unit_energy(y_grads), unit_energy(g_grads)
         mask = F.pad(torch.full((h - 2 * b, w - 2 * b), scale, dtype=y_grads.dtype, device=y_grads.device),
                      (b, b, b, b))
         Y = self.spectral.rfft2(y_grads * mask)
@@ -265,11 +265,13 @@ class FFT1(nn.Module):
         return k.reshape(-1, 1, size_k, size_k)
 
 
-def unit_magnitude(grads: torch.Tensor) -> torch.Tensor:
-    """``grads`` ``(B, C, H, W)`` divided by each image's mean ``|grads|`` (a per-image
-    scalar, so the normal equations' solution is unchanged)."""
-    mean = quantisable.abs(grads).mean(dim=(1, 2, 3), keepdim=True)
-    return grads * quantisable.reciprocal(mean + EPS)
+def unit_energy(grads: torch.Tensor) -> torch.Tensor:
+    """``grads`` ``(B, C, H, W)`` scaled to mean square 1 per image: divided by the mean
+    ``|grads|`` first (so the squares taken next do not depend on the contrast), then by the
+    root mean square (which bounds the autocorrelation by its zero lag). Both are per-image
+    scalars, so the normal equations' solution is unchanged."""
+    g = grads * quantisable.reciprocal(quantisable.abs(grads).mean(dim=(1, 2, 3), keepdim=True) + EPS)
+    return g * ((g * g).mean(dim=(1, 2, 3), keepdim=True) + EPS) ** -0.5
 
 
 @functools.lru_cache(maxsize=None)
