@@ -33,11 +33,11 @@ NPU_TARGETS = "qualcomm:SM8350,SM8650"
 """CI's NPU compiles: a fixed-point-only HTP (v68) and a float-capable one (v75)."""
 
 
-def _export(tmp_path_factory, name: str, model: str, size: int, formats: list[str]):
+def _export(tmp_path_factory, name: str, model: str, size: int, formats: list[str], sf: int = 2):
     from export.exporter import export
     from export.npu import parse_targets
     out = tmp_path_factory.mktemp("export") / name
-    export(model, "mobile", 2, size, formats, out, calibration_n=8, npu=parse_targets(NPU_TARGETS),
+    export(model, "mobile", sf, size, formats, out, calibration_n=8, npu=parse_targets(NPU_TARGETS),
            progress=lambda _: None)
     return out
 
@@ -51,27 +51,10 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def exported_integer(tmp_path_factory):
-    """A KernelNet whose graph can be fully integer -- the shipped mobile sf 3 weights (dense
-    front end) run with FFT-1's normal-equations solver and soft threshold, saved as the
-    weights file of a temporary weights folder -- exported to ``tflite-int16x8`` at 64 px and
-    compiled for :data:`NPU_TARGETS`."""
-    from dataclasses import asdict, replace
-
-    import torch
-    from export.exporter import export
-    from export.npu import parse_targets
-    from mobile_kernelnet.models import create_model, registry
-
-    net = create_model("kernelnet", 3, "mobile", pretrained=True)
-    folder = tmp_path_factory.mktemp("weights")
-    config = replace(net.config, fft1_solver="normal-equations", threshold_mode="soft")
-    torch.save({"model": net.state_dict(), "model_config": asdict(config)}, folder / "kernelnet_mobile_sf3.pt")
-    out = tmp_path_factory.mktemp("export") / "kn_sf3_integer"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(registry, "WEIGHTS_DIR", folder)
-        export("kernelnet", "mobile", 3, EXPORT_SIZE, ["tflite-int16x8"], out, calibration_n=8,
-               npu=parse_targets(NPU_TARGETS), progress=lambda _: None)
-    return out
+    """The shipped mobile sf 4 KernelNet (integer-ready: FFT-1's normal equations and soft
+    threshold) exported to ``tflite-int16x8`` at 80 px (sf 4's smallest is 69: three kernel
+    widths) and compiled for :data:`NPU_TARGETS`."""
+    return _export(tmp_path_factory, "kn_sf4_integer", "kernelnet", 80, ["tflite-int16x8"], sf=4)
 
 
 @pytest.fixture(scope="session")
