@@ -197,8 +197,8 @@ class FFT1(nn.Module):
     every activation keeps a range an integer NPU can hold. Before the spectra it scales each
     gradient pair to unit energy (:func:`unit_energy`): the scaled system and so ``k`` do not
     change (``b`` only scales, and ``k`` is normalised), but every tensor after it is bounded
-    alike for dim and bright, busy and sparse scenes, which int16's fixed scales need. Its ``lambda`` acts on the scaled
-    system, not on eq. 11's per-pixel scale, so it starts from its own value
+    alike for dim and bright, busy and sparse scenes, which int16's fixed scales need. Its
+    ``lambda`` acts on the scaled system, not on eq. 11's per-pixel scale, so it starts from its own value
     (``KernelNetConfig.ne_lambda_init``, chosen on validation, NOTES.md): training barely
     moves a log-parametrised lambda, so the start is what a trained model keeps.
 
@@ -218,14 +218,14 @@ class FFT1(nn.Module):
         self.log_lambda = nn.Parameter(torch.tensor(float(lambda_init)).log())
 
     def forward(self, y_grads: torch.Tensor, g_grads: torch.Tensor) -> torch.Tensor:
+        if self.solver == "normal-equations":
+            y_grads, g_grads = unit_energy(y_grads), unit_energy(g_grads)
         h, w = y_grads.shape[-2:]
         b = self.border
         # The border mask also scales by 1 / sqrt(HW): numerator and denominator of eq. 11
         # shrink by HW alike (so lambda H W becomes lambda), and the spectra stay inside
         # fp16's range, in which GPU delegates compute.
         scale = 1.0 / math.sqrt(h * w)
-        if self.solver == "normal-equations":
-            y_grads, g_grads = unit_energy(y_grads), unit_energy(g_grads)
         mask = F.pad(torch.full((h - 2 * b, w - 2 * b), scale, dtype=y_grads.dtype, device=y_grads.device),
                      (b, b, b, b))
         Y = self.spectral.rfft2(y_grads * mask)
