@@ -812,6 +812,9 @@ def add_train_parser(sub) -> None:
                    help="share of HR patches from procedural textures, taken from dead leaves (default 0, at most 0.5)")
     r.add_argument("--live-head-weight", type=float, default=None,
                    help="S2K: weight of the hinge keeping the kernel map out of softplus' dead zone (default 0)")
+    r.add_argument("--level-input", action="store_true", default=None,
+                   help="S2K: feed the U-Net the log spectrum's mean and std (the noise floor that "
+                        "standardising removes) as two more input planes")
     r.add_argument("--fft1-threshold", type=float, default=None,
                    help="KernelNet: FFT-1 taps below this x peak are zeroed (default: the config's, 0.05)")
     r.add_argument("--fft1-threshold-mode", choices=("hard", "soft"), default=None,

@@ -26,6 +26,7 @@ discriminator LSGAN loss ``((D(s; k_gt) - 1)² + D(s; k)²) / 2``, Adam (β 0.5,
 ``m``: the head's sharp softplus has an exactly zero gradient below about -10, and a run
 whose discriminator drives the whole map there outputs an all-zero kernel for good (seen
 at sf 4: kernel L1 stuck at 1.0 from step 600); the hinge keeps the map where gradients live.
+``--level-input`` builds the U-Net with the spectrum's level planes (:class:`s2k.S2KConfig`).
 
 Data (both): kernels from a pool drawn from all three families (Gaussian, motion,
 disk; equal weights; at sf 3 and 4 a fifth of it is KernelNet's §3.4 extension, sf 2
@@ -93,6 +94,7 @@ class TrainConfig:
     noise_max: float = 0.005    # LR noise sigma ~ U(0, noise_max)
     texture_prob: float = 0.0   # share of HR patches from procedural textures (taken from dead leaves' 0.5)
     live_head_weight: float = 0.0  # S2K: hinge keeping the kernel map above -1 (0 = off, as in the first runs)
+    level_input: bool = False   # S2K: the log spectrum's level (mean, std) as U-Net input planes (S2KConfig)
     fft1_threshold: float | None = None  # KernelNet: FFT-1 threshold (None = the config's)
     fft1_threshold_mode: str | None = None  # KernelNet: a key of kernelnet.THRESHOLD_MODES (None = the config's)
     fft1_solver: str | None = None  # KernelNet: a key of kernelnet.FFT1_SOLVERS (None = the config's)
@@ -117,6 +119,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.refine_steps and self.model != "kernelnet":
             raise ValueError("--refine-steps is a KernelNet stage (it trains the refinement module)")
+        if self.level_input and self.model != "s2k":
+            raise ValueError("--level-input is an S2K option (the U-Net's spectrum-level planes)")
         if self.grad_channels is not None and self.grad_channels < 1:
             raise ValueError(f"--grad-channels must be a positive width, not {self.grad_channels}")
         if not 0 <= self.camera_clean_prob <= 1:
@@ -255,7 +259,7 @@ class S2KRecipe(Recipe):
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        mcfg = s2k.CONFIGS[cfg.config]
+        mcfg = replace(s2k.CONFIGS[cfg.config], level_input=cfg.level_input)
         self.model = s2k.S2K(cfg.sf, mcfg)
         self.stages_of = distributed.StagesOf(self.model)
         self.nets = {"model": self.model}
@@ -568,7 +572,7 @@ class Trainer:
 
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
-               "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "fft1_threshold",
+               "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "level_input", "fft1_threshold",
                "fft1_threshold_mode", "fft1_solver", "fft1_lambda_init", "refine_arch", "grad_arch", "grad_channels", "camera",
                "camera_clean_prob",
                "finetune", "lr", "pool", "val_size", "bank_size", "device")

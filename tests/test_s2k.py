@@ -31,8 +31,8 @@ def test_spectrum_reflects_the_blur():
     from mobile_kernelnet.kernels import gaussian_kernel
     img = dead_leaves(128, np.random.default_rng(0))
     spec = AmplitudeSpectrum(64, 7, Spectral("torch"))
-    s_sharp = spec(torch.from_numpy(blur_np(img, gaussian_kernel(15, 0.3, 0.3)))[None, None])[0, 0]
-    s_blur = spec(torch.from_numpy(blur_np(img, gaussian_kernel(15, 4.0, 4.0)))[None, None])[0, 0]
+    s_sharp = spec(torch.from_numpy(blur_np(img, gaussian_kernel(15, 0.3, 0.3)))[None, None])[0][0, 0]
+    s_blur = spec(torch.from_numpy(blur_np(img, gaussian_kernel(15, 4.0, 4.0)))[None, None])[0][0, 0]
     ring = torch.zeros(64, 64, dtype=torch.bool)
     ring[:8], ring[-8:], ring[:, :8], ring[:, -8:] = True, True, True, True
     def contrast(s):  # centre minus border, in the spectrum's standardised units
@@ -53,6 +53,35 @@ def test_shapes_backends_and_invariants(sf):
     assert out["kernel"].shape == (2, 1, K, K) and torch.all(out["kernel"] >= 0)
     assert torch.allclose(out["kernel"].sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5)
     assert (k_m - out["kernel"]).abs().max() < 1e-5
+
+
+def test_level_planes_carry_the_noise_floor_that_standardising_removes():
+    """The standardised spectrum of a blurred image barely tells sigma 0.002 from 0.02 noise
+    once the contrast changes too; the log spectrum's mean (a level plane) does, and the
+    U-Net of a ``level_input`` model sees it as constant planes 2 and 3."""
+    from dataclasses import replace
+    from mobile_kernelnet.data import dead_leaves
+    from mobile_kernelnet.degrade import blur_np
+    from mobile_kernelnet.kernels import gaussian_kernel
+    base = blur_np(dead_leaves(128, np.random.default_rng(0)), gaussian_kernel(15, 2.0, 2.0))
+    noise = np.random.default_rng(1).standard_normal(base.shape).astype(np.float32)
+    spec = AmplitudeSpectrum(64, 7, Spectral("torch"))
+    means = {}
+    for contrast in (0.3, 1.0):
+        for sigma in (0.002, 0.02):
+            x = (0.5 + contrast * (base - base.mean()) + sigma * noise).astype(np.float32)
+            _, mean, _ = spec(torch.from_numpy(x)[None, None])
+            means[contrast, sigma] = float(mean)
+    assert min(means[c, 0.02] for c in (0.3, 1.0)) > max(means[c, 0.002] for c in (0.3, 1.0))
+    model = S2K(2, replace(CONFIGS["mobile"], level_input=True)).eval()
+    assert model.generator.inp.in_channels == 3
+    seen = {}
+    model.generator.inp.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    with torch.no_grad():
+        k = model(torch.from_numpy(base)[None, None])
+    x = seen["x"]
+    assert x.shape == (1, 3, 64, 64) and torch.all(x[:, 1:] == x[:, 1:, :1, :1])
+    assert k.shape == (1, 1, kernel_size(2), kernel_size(2))
 
 
 def test_paper_config_is_seven_levels_on_256():

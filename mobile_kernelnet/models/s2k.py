@@ -44,6 +44,7 @@ class S2KConfig:
     max_channels: int = 512
     disc_channels: int = 64
     max_crops: int = 7              # Welch crops per axis at most
+    level_input: bool = False       # the log spectrum's mean and std as two more U-Net input planes
     spectral_backend: str = "torch"
 
 
@@ -76,16 +77,23 @@ class AmplitudeSpectrum(nn.Module):
             starts.append([off + i * step for i in range(count)])
         return torch.cat([x[:, :, y:y + s, c:c + s] for y in starts[0] for c in starts[1]], dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def log_amplitude(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` -> ``(B, 1, S, S)`` centred ``log(1 + mean amplitude)``, not standardised."""
         c = self.crops(x)
         c = (c - c.mean(dim=(-2, -1), keepdim=True)) * self.window
         re, im = self.spectral.fft2(c)
         amp = torch.sqrt(re * re + im * im + 1e-12).mean(dim=1, keepdim=True)  # not v * v^-1/2: fp16 GPUs flush 1e-12
-        spec = torch.log1p(centered_crop_from_circular(amp, self.size))
-        centred = spec - spec.mean(dim=(-2, -1), keepdim=True)
+        return torch.log1p(centered_crop_from_circular(amp, self.size))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The standardised spectrum ``(B, 1, S, S)`` and the log spectrum's mean and
+        (unbiased) standard deviation ``(B, 1, 1, 1)`` it was standardised with."""
+        spec = self.log_amplitude(x)
+        mean = spec.mean(dim=(-2, -1), keepdim=True)
+        centred = spec - mean
         n = spec.shape[-2] * spec.shape[-1]
-        std = quantisable.sqrt((centred * centred).mean(dim=(-2, -1), keepdim=True) * (n / (n - 1)))  # unbiased
-        return centred * quantisable.reciprocal(std + 1e-6)
+        std = quantisable.sqrt((centred * centred).mean(dim=(-2, -1), keepdim=True) * (n / (n - 1)))
+        return centred * quantisable.reciprocal(std + 1e-6), mean, std
 
 
 def area_matrix(n: int, k: int) -> torch.Tensor:
@@ -124,11 +132,12 @@ def _width(cfg: S2KConfig, level: int) -> int:
 
 
 class UNetGenerator(nn.Module):
-    """``(B, 1, S, S)`` spectrum -> ``(B, 1, S, S)`` interpolated-kernel map (unnormalised)."""
+    """``(B, C, S, S)`` spectrum (and level planes) -> ``(B, 1, S, S)`` interpolated-kernel map
+    (unnormalised); ``C`` is 3 with ``cfg.level_input``, else 1."""
 
     def __init__(self, cfg: S2KConfig):
         super().__init__()
-        self.inp = nn.Conv2d(1, _width(cfg, 0), 4, stride=2, padding=1)
+        self.inp = nn.Conv2d(3 if cfg.level_input else 1, _width(cfg, 0), 4, stride=2, padding=1)
         self.down = nn.ModuleList(nn.Conv2d(_width(cfg, i), _width(cfg, i + 1), 4, stride=2, padding=1)
                                   for i in range(cfg.levels))
         self.up = nn.ModuleList(nn.ConvTranspose2d(_width(cfg, i + 1) * (1 if i == cfg.levels - 1 else 2),
@@ -179,6 +188,8 @@ class S2K(nn.Module):
         self.spectrum = AmplitudeSpectrum(cfg.spectrum_size, cfg.max_crops, Spectral(cfg.spectral_backend))
         self.generator = UNetGenerator(cfg)
         self.resample = AreaResample(cfg.spectrum_size, self.kernel_size)
+        # level planes by a broadcast product with constant ones (no BROADCAST_TO for GPU delegates)
+        self.register_buffer("ones", torch.ones(1, 1, cfg.spectrum_size, cfg.spectrum_size), persistent=False)
 
     stage_names = ("spectrum", "kernel_map", "kernel")
     int8_float_reason = ("the amplitude spectrum (DFT products, square root, log, per-image standardisation) and the "
@@ -194,8 +205,9 @@ class S2K(nn.Module):
 
     def stages(self, lr: torch.Tensor) -> dict[str, torch.Tensor]:
         """``spectrum`` (B,1,S,S), ``kernel_map`` (B,1,S,S), ``kernel`` (B,1,K,K)."""
-        spec = self.spectrum(lr)
-        kmap = self.generator(spec)
+        spec, mean, std = self.spectrum(lr)
+        inp = torch.cat([spec, mean * self.ones, std * self.ones], dim=1) if self.config.level_input else spec
+        kmap = self.generator(inp)
         k = self.resample(kmap)
         return {"spectrum": spec, "kernel_map": kmap, "kernel": normalize_sum(sharp_softplus(k))}
 
