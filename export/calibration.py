@@ -11,12 +11,22 @@ hazy scenes have gradients several times weaker. A full-integer file normalises 
 system by ``1 / sqrt(gradient energy)``, whose int16 range is fixed by calibration, so
 each image is also used dimmed (:data:`CONTRAST_RANGE`) to cover such scenes, beside its
 full-contrast self (which keeps the ranges a bright scene needs).
+
+Dimming does not cover *sparse* scenes (a few edges or points on a flat ground: night sky,
+text on paper, a wire against the sky): their gradient energy sits on few pixels and
+their spectra are concentrated, so normalised spectra peak far higher than any busy scene's.
+A share :data:`SPARSE_SHARE` of the images is therefore made from :func:`sparse_scene`
+(procedural, degraded by the same model).
 """
 from __future__ import annotations
 
 import numpy as np
 
+import torch
+from skimage.draw import disk, line_aa
+
 from mobile_kernelnet.data import HRPatchSampler, packaged_images, training_batch
+from mobile_kernelnet.degrade import degrade_torch, quantize_8bit
 from mobile_kernelnet.kernels import KernelPool
 
 
@@ -37,6 +47,44 @@ def training_source_images(sf: int, size: int, n: int, rng: np.random.Generator)
                         f"(HR patch {hr_side} px is larger than every packaged natural image)")
 
 
+SPARSE_SHARE = 0.25
+"""Share of the ``n`` made images that are sparse scenes (:func:`sparse_scene`)."""
+
+
+def sparse_scene(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``(size, size)`` float32 HR scene in [0, 1]: a flat ground (level U(0.05, 0.95))
+    with 1-6 anti-aliased strokes (2-14 px wide, length up to the side) and 0-12 dots
+    (radius 1-6 px), each ``+-U(0.05, 0.6)`` from the ground."""
+    ground = rng.uniform(0.05, 0.95)
+    img = np.full((size, size), ground, np.float32)
+    contrast = lambda: rng.choice((-1.0, 1.0)) * rng.uniform(0.05, 0.6)  # noqa: E731
+    for _ in range(rng.integers(1, 7)):
+        value, width = contrast(), int(rng.integers(2, 15))
+        (y0, x0), angle = rng.uniform(0, size, 2), rng.uniform(0, np.pi)
+        length = rng.uniform(0.1, 1.0) * size
+        dy, dx = np.sin(angle), np.cos(angle)
+        for offset in np.arange(width) - (width - 1) / 2:  # parallel 1-px lines make the width
+            oy, ox = y0 - dx * offset, x0 + dy * offset
+            rr, cc, val = line_aa(int(oy), int(ox), int(oy + dy * length), int(ox + dx * length))
+            keep = (rr >= 0) & (rr < size) & (cc >= 0) & (cc < size)
+            img[rr[keep], cc[keep]] = ground + value * np.maximum(val[keep], 0.5)
+    for _ in range(rng.integers(0, 13)):
+        rr, cc = disk(tuple(rng.uniform(0, size, 2)), rng.uniform(1, 6), shape=img.shape)
+        img[rr, cc] = ground + contrast()
+    return np.clip(img, 0, 1)
+
+
+def sparse_scene_images(sf: int, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` LR images ``(n, 1, size, size)`` float32 in [0, 1] of :func:`sparse_scene`
+    HR scenes (``sf x size`` px), blurred by kernels of every family, decimated and
+    8-bit quantised (the lab degradation without noise)."""
+    if n == 0:
+        return np.zeros((0, 1, size, size), np.float32)
+    hr = torch.from_numpy(np.stack([sparse_scene(sf * size, rng) for _ in range(n)]))[:, None]
+    k = torch.from_numpy(KernelPool.generate(sf, max(n, 8), rng).sample(rng, n))
+    return quantize_8bit(degrade_torch(hr, k, sf)).numpy()
+
+
 def scale_contrast(lr: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """``lr`` ``(N, 1, H, W)`` with image ``i`` scaled about its mean by ``factors[i]`` (<= 1
     stays in [0, 1])."""
@@ -45,14 +93,16 @@ def scale_contrast(lr: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 
 def calibration_images(sf: int, size: int, n: int, seed: int = 1234) -> tuple[np.ndarray, dict]:
-    """``2 n`` LR images ``(2n, 1, size, size)`` float32 in [0, 1] -- ``n`` made as training
-    makes them, then each dimmed over :data:`CONTRAST_RANGE` -- and a description of how they
-    were made (for the manifest)."""
+    """``2 n`` LR images ``(2n, 1, size, size)`` float32 in [0, 1] -- ``n`` made (a share
+    :data:`SPARSE_SHARE` of sparse scenes, the rest as training makes them), then each dimmed
+    over :data:`CONTRAST_RANGE` -- and a description of how they were made (for the manifest)."""
     rng = np.random.default_rng(seed)
-    lr, images = training_source_images(sf, size, n, rng)
+    n_sparse = int(round(SPARSE_SHARE * n))
+    lr, images = training_source_images(sf, size, n - n_sparse, rng)
+    lr = np.concatenate([lr, sparse_scene_images(sf, size, n_sparse, rng)])
     lr = np.concatenate([lr, scale_contrast(lr, rng.permutation(np.geomspace(*CONTRAST_RANGE, n)))])
     source = {"n": n, "seed": seed, "hr_patch": sf * size, "kernel_families": "all (KernelPool.generate)",
               "contrast": f"each image also dimmed x {CONTRAST_RANGE[0]}..{CONTRAST_RANGE[1]} about its mean "
                           "(geometric grid)",
-              "images": images}
+              "images": f"{n - n_sparse} of {images}, {n_sparse} sparse scenes (calibration.sparse_scene)"}
     return lr, source

@@ -293,17 +293,27 @@ def test_sharp_softplus_is_softplus_without_overflow():
     assert torch.isfinite(torch.exp(-10 * x.abs())).all()  # the only exponential it takes
 
 
-def test_calibration_images_span_the_contrast_of_dim_scenes():
+def test_calibration_images_span_the_contrast_of_dim_scenes_and_sparse_scenes():
     """Full-integer files take FFT-1's normalisation range from calibration: the images are
-    the training sources' as they are and dimmed down to CONTRAST_RANGE[0], reproducibly."""
-    from export.calibration import CONTRAST_RANGE, calibration_images, scale_contrast, training_source_images
+    the training sources' and sparse scenes, as they are and dimmed down to CONTRAST_RANGE[0],
+    reproducibly; the sparse scenes concentrate their gradient energy on few pixels."""
+    from export.calibration import CONTRAST_RANGE, SPARSE_SHARE, calibration_images, training_source_images
 
-    lr, source = calibration_images(2, 64, 6)
-    again, _ = calibration_images(2, 64, 6)
+    lr, source = calibration_images(2, 64, 8)
+    again, _ = calibration_images(2, 64, 8)
     assert np.array_equal(lr, again) and lr.dtype == np.float32 and 0 <= lr.min() and lr.max() <= 1
-    raw, _ = training_source_images(2, 64, 6, np.random.default_rng(1234))
-    assert lr.shape == (12, 1, 64, 64) and np.array_equal(lr[:6], raw)
-    factors = lr[6:].std(axis=(1, 2, 3)) / raw.std(axis=(1, 2, 3))
-    assert np.allclose(np.sort(factors), np.geomspace(*CONTRAST_RANGE, 6), rtol=1e-4)
-    assert np.allclose(lr[6:].mean(axis=(1, 2, 3)), raw.mean(axis=(1, 2, 3)), atol=1e-6)
+    n_sparse = round(SPARSE_SHARE * 8)
+    raw, _ = training_source_images(2, 64, 8 - n_sparse, np.random.default_rng(1234))
+    assert lr.shape == (16, 1, 64, 64) and np.array_equal(lr[:8 - n_sparse], raw)
+    made = lr[:8]
+    factors = lr[8:].std(axis=(1, 2, 3)) / made.std(axis=(1, 2, 3))
+    assert np.allclose(np.sort(factors), np.geomspace(*CONTRAST_RANGE, 8), rtol=1e-4)
+    assert np.allclose(lr[8:].mean(axis=(1, 2, 3)), made.mean(axis=(1, 2, 3)), atol=1e-6)
+
+    def top_share(x):  # share of gradient energy on the 5 % strongest pixels
+        g = np.abs(np.diff(x[:, 0], axis=-1))[:, :-1, :] + np.abs(np.diff(x[:, 0], axis=-2))[:, :, :-1]
+        g = np.sort(g.reshape(len(x), -1), axis=1)[:, ::-1]
+        return g[:, :g.shape[1] // 20].sum(axis=1) / g.sum(axis=1)
+    assert top_share(made[8 - n_sparse:]).min() > 2 * np.median(top_share(raw))
+    assert "sparse" in source["images"]
     assert "contrast" in source
