@@ -21,7 +21,6 @@ A share :data:`SPARSE_SHARE` of the images is therefore made from :func:`sparse_
 from __future__ import annotations
 
 import numpy as np
-
 import torch
 from skimage.draw import disk, line_aa
 

@@ -572,8 +572,8 @@ class Trainer:
 
 
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
-               "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "level_input", "fft1_threshold",
-               "fft1_threshold_mode", "fft1_solver", "fft1_lambda_init", "refine_arch", "grad_arch", "grad_channels", "camera",
+               "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "level_input",
+               "fft1_threshold", "fft1_threshold_mode", "fft1_solver", "fft1_lambda_init", "refine_arch", "grad_arch", "grad_channels", "camera",
                "camera_clean_prob",
                "finetune", "lr", "pool", "val_size", "bank_size", "device")
 

@@ -92,7 +92,7 @@ class AmplitudeSpectrum(nn.Module):
         mean = spec.mean(dim=(-2, -1), keepdim=True)
         centred = spec - mean
         n = spec.shape[-2] * spec.shape[-1]
-        std = quantisable.sqrt((centred * centred).mean(dim=(-2, -1), keepdim=True) * (n / (n - 1)))
+        std = quantisable.sqrt((centred * centred).mean(dim=(-2, -1), keepdim=True) * (n / (n - 1)))  # unbiased
         return centred * quantisable.reciprocal(std + 1e-6), mean, std
 
 
@@ -188,8 +188,8 @@ class S2K(nn.Module):
         self.spectrum = AmplitudeSpectrum(cfg.spectrum_size, cfg.max_crops, Spectral(cfg.spectral_backend))
         self.generator = UNetGenerator(cfg)
         self.resample = AreaResample(cfg.spectrum_size, self.kernel_size)
-        # level planes by a broadcast product with constant ones (no BROADCAST_TO for GPU delegates)
-        self.register_buffer("ones", torch.ones(1, 1, cfg.spectrum_size, cfg.spectrum_size), persistent=False)
+        if cfg.level_input:  # level planes as a broadcast product with ones: no BROADCAST_TO for GPU delegates
+            self.register_buffer("ones", torch.ones(1, 1, cfg.spectrum_size, cfg.spectrum_size), persistent=False)
 
     stage_names = ("spectrum", "kernel_map", "kernel")
     int8_float_reason = ("the amplitude spectrum (DFT products, square root, log, per-image standardisation) and the "
