@@ -309,6 +309,30 @@ def _descend(loss: torch.Tensor, opt: torch.optim.Optimizer, net: nn.Module) -> 
     opt.step()
 
 
+def load_widened(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``state`` into ``model``, where a tensor of ``model`` may have more input
+    channels (dim 1) than ``state``'s: those get ``state``'s values in the leading channels
+    and zeros in the added ones, so the widened model computes what ``state``'s did as long
+    as the added inputs follow the old ones. Returns the widened tensors' names; any other
+    mismatch (a missing key, another shape) raises."""
+    own = model.state_dict()
+    if own.keys() != state.keys():
+        raise ValueError(f"weights do not match the model: keys {sorted(own.keys() ^ state.keys())}")
+    widened = []
+    for name, value in state.items():
+        target = own[name]
+        if target.shape != value.shape:
+            if (target.dim() < 2 or target.dim() != value.dim() or target.shape[0] != value.shape[0]
+                    or target.shape[2:] != value.shape[2:] or target.shape[1] < value.shape[1]):
+                raise ValueError(f"weights do not match the model: {name} {tuple(value.shape)} vs {tuple(target.shape)}")
+            value = torch.cat([value, value.new_zeros(value.shape[0], target.shape[1] - value.shape[1],
+                                                      *value.shape[2:])], dim=1)
+            widened.append(name)
+        own[name] = value
+    model.load_state_dict(own)
+    return widened
+
+
 class Trainer:
     """One run in ``out``: build the recipe, (resume,) train every stage, validate, log."""
 
@@ -363,11 +387,14 @@ class Trainer:
             raise FileNotFoundError(f"--finetune: no shipped weights at {path}")
         shipped = create_model(self.cfg.shipped_name, self.cfg.sf, self.cfg.config)
         ours, theirs = asdict(self.model.config), asdict(shipped.config)
-        if ours != theirs:
-            diff = ", ".join(f"{k} {theirs[k]!r} (this run {ours[k]!r})" for k in ours if ours[k] != theirs[k])
-            raise ValueError(f"--finetune: the shipped {path.name} is built with {diff}; pass the same options")
-        self.model.load_state_dict(shipped.state_dict())
-        return {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        widening = getattr(self.model.config, "WIDENING", ())
+        diff = [k for k in ours if ours[k] != theirs[k]]
+        if any(k not in widening or not ours[k] for k in diff):
+            text = ", ".join(f"{k} {theirs[k]!r} (this run {ours[k]!r})" for k in diff)
+            raise ValueError(f"--finetune: the shipped {path.name} is built with {text}; pass the same options"
+                             + (f" (a fine-tune may add: {', '.join(widening)})" if widening else ""))
+        widened = load_widened(self.model, shipped.state_dict())
+        return {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "widened": widened}
 
     # -- data -------------------------------------------------------------------
     def _pools(self) -> tuple[KernelPool, KernelPool | None, str | None]:

@@ -266,3 +266,17 @@ def test_finetune_starts_from_the_shipped_weights(tmp_path):
     assert lines[0]["start_weights"]["weights"] == "s2k_mobile_sf2.pt" and len(lines[0]["start_weights"]["sha256"]) == 64
     assert t.validate()["val_l1"] == pytest.approx(lines[1]["validation"]["val_l1"])  # = the shipped weights
     assert "--finetune" in canonical_command(t.cfg).split()
+
+
+def test_a_finetune_may_add_s2k_level_planes_which_start_at_zero_weight(tmp_path):
+    t = Trainer(TrainConfig(model="s2k", finetune=True, level_input=True, **TINY), tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert lines[0]["start_weights"]["widened"] == ["generator.inp.weight"]
+    assert t.model.generator.inp.weight.shape[1] == 3
+    assert t.model.generator.inp.weight[:, 1:].abs().max() == 0
+    assert t.validate()["val_l1"] == pytest.approx(lines[1]["validation"]["val_l1"], abs=1e-6)  # = the shipped weights
+
+
+def test_a_finetune_refuses_options_the_shipped_weights_were_not_built_with(tmp_path):
+    with pytest.raises(ValueError, match=r"grad_channels 24 \(this run 5\).*pass the same options$"):
+        Trainer(TrainConfig(model="kernelnet", finetune=True, grad_channels=5, **TINY), tmp_path / "run")

@@ -22,6 +22,7 @@ Losses (paper eq. 11): ``λ1 L1 + λ2 (D(s; G(s)) - 1)² + λ3 TV``, weights 100
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,10 @@ class S2KConfig:
     max_crops: int = 7              # Welch crops per axis at most
     level_input: bool = False       # the log spectrum's mean and std as two more U-Net input planes
     spectral_backend: str = "torch"
+
+    # options a fine-tune may switch on over shipped weights without them: they only add
+    # input channels, which start at zero weight (see ``train.Trainer._load_shipped``)
+    WIDENING: ClassVar[tuple[str, ...]] = ("level_input",)
 
 
 CONFIGS = {  # the first is the default
