@@ -17,6 +17,14 @@ text on paper, a wire against the sky): their gradient energy sits on few pixels
 their spectra are concentrated, so normalised spectra peak far higher than any busy scene's.
 A share :data:`SPARSE_SHARE` of the images is therefore made from :func:`sparse_scene`
 (procedural, degraded by the same model).
+
+A full-integer file's FFT-1 scales the gradients to peak 1 and then to unit energy, so its
+spectra are bounded: by Parseval a unit-energy image's power spectrum peaks highest when all
+its energy sits at one frequency, and its mean square (at peak 1) is highest when every pixel
+is near the peak. Busy photos (bricks, gravel, fabric) come closer to both bounds than any
+training source, so the full-integer set (``gratings=True``) also holds a share
+:data:`GRATING_SHARE` of :func:`grating_scene` images, which reach them: int16's range then
+holds every scene, for a few of its 15 bits of resolution.
 """
 from __future__ import annotations
 
@@ -79,9 +87,33 @@ def sparse_scene_images(sf: int, size: int, n: int, rng: np.random.Generator) ->
     8-bit quantised (the lab degradation without noise)."""
     if n == 0:
         return np.zeros((0, 1, size, size), np.float32)
-    hr = torch.from_numpy(np.stack([sparse_scene(sf * size, rng) for _ in range(n)]))[:, None]
-    k = torch.from_numpy(KernelPool.generate(sf, max(n, 8), rng).sample(rng, n))
-    return quantize_8bit(degrade_torch(hr, k, sf)).numpy()
+    return lab_degraded([sparse_scene(sf * size, rng) for _ in range(n)], sf, rng)
+
+
+GRATING_SHARE = 0.125
+"""Share of the ``n`` made images of a full-integer calibration set that are gratings (:func:`grating_scene`)."""
+
+
+def grating_scene(size: int, sf: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``(size, size)`` float32 HR grating in [0, 1]: a sinusoid or a square wave (even
+    draws) of period ``sf x U(3, 24)`` px at a random angle and phase, mean U(0.3, 0.7),
+    amplitude U(0.1, 0.3); half of them multiplied by a second one (a checker: four peaks)."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float64)
+
+    def wave() -> np.ndarray:
+        angle, period = rng.uniform(0, np.pi), sf * rng.uniform(3, 24)
+        phase = 2 * np.pi * ((xx * np.cos(angle) + yy * np.sin(angle)) / period) + rng.uniform(0, 2 * np.pi)
+        return np.sin(phase) if rng.random() < 0.5 else np.sign(np.sin(phase))
+
+    pattern = wave() * (wave() if rng.random() < 0.5 else 1.0)
+    return (rng.uniform(0.3, 0.7) + rng.uniform(0.1, 0.3) * pattern).astype(np.float32)
+
+
+def lab_degraded(hr: list[np.ndarray], sf: int, rng: np.random.Generator) -> np.ndarray:
+    """LR images ``(n, 1, H / sf, W / sf)`` float32 in [0, 1] of the HR scenes ``hr``, blurred
+    by kernels of every family, decimated and 8-bit quantised (the lab degradation without noise)."""
+    k = torch.from_numpy(KernelPool.generate(sf, max(len(hr), 8), rng).sample(rng, len(hr)))
+    return quantize_8bit(degrade_torch(torch.from_numpy(np.stack(hr))[:, None], k, sf)).numpy()
 
 
 def scale_contrast(lr: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -91,17 +123,23 @@ def scale_contrast(lr: np.ndarray, factors: np.ndarray) -> np.ndarray:
     return (mean + np.asarray(factors, np.float32).reshape(-1, 1, 1, 1) * (lr - mean)).astype(np.float32)
 
 
-def calibration_images(sf: int, size: int, n: int, seed: int = 1234) -> tuple[np.ndarray, dict]:
+def calibration_images(sf: int, size: int, n: int, seed: int = 1234,
+                       gratings: bool = False) -> tuple[np.ndarray, dict]:
     """``2 n`` LR images ``(2n, 1, size, size)`` float32 in [0, 1] -- ``n`` made (a share
-    :data:`SPARSE_SHARE` of sparse scenes, the rest as training makes them), then each dimmed
+    :data:`SPARSE_SHARE` of sparse scenes, with ``gratings`` (full-integer files) a share
+    :data:`GRATING_SHARE` of gratings, the rest as training makes them), then each dimmed
     over :data:`CONTRAST_RANGE` -- and a description of how they were made (for the manifest)."""
     rng = np.random.default_rng(seed)
     n_sparse = int(round(SPARSE_SHARE * n))
-    lr, images = training_source_images(sf, size, n - n_sparse, rng)
-    lr = np.concatenate([lr, sparse_scene_images(sf, size, n_sparse, rng)])
+    n_gratings = int(round(GRATING_SHARE * n)) if gratings else 0
+    lr, images = training_source_images(sf, size, n - n_sparse - n_gratings, rng)
+    lr = np.concatenate([lr, sparse_scene_images(sf, size, n_sparse, rng)]
+                        + ([lab_degraded([grating_scene(sf * size, sf, rng) for _ in range(n_gratings)], sf, rng)]
+                           if n_gratings else []))
     lr = np.concatenate([lr, scale_contrast(lr, rng.permutation(np.geomspace(*CONTRAST_RANGE, n)))])
     source = {"n": n, "seed": seed, "hr_patch": sf * size, "kernel_families": "all (KernelPool.generate)",
               "contrast": f"each image also dimmed x {CONTRAST_RANGE[0]}..{CONTRAST_RANGE[1]} about its mean "
                           "(geometric grid)",
-              "images": f"{n - n_sparse} of {images}, {n_sparse} sparse scenes (calibration.sparse_scene)"}
+              "images": f"{n - n_sparse - n_gratings} of {images}, {n_sparse} sparse scenes (calibration.sparse_scene)"
+                        + (f", {n_gratings} gratings (calibration.grating_scene)" if n_gratings else "")}
     return lr, source

@@ -94,7 +94,7 @@ class ExportJob:
         kind = fmt.tflite_kind
         record = {"mode": kind, "detail": fmt.quantization}
         if kind == "int16x8":
-            lr, source = calibration_images(self.sf, self.input_size, self.calibration_n)
+            lr, source = calibration_images(self.sf, self.input_size, self.calibration_n, gratings=True)
             return Conversion(kind, lr.transpose(0, 2, 3, 1)), {**record, "calibration": source}
         if kind != "int8":
             return Conversion(kind), record

@@ -317,3 +317,25 @@ def test_calibration_images_span_the_contrast_of_dim_scenes_and_sparse_scenes():
     assert top_share(made[8 - n_sparse:]).min() > 2 * np.median(top_share(raw))
     assert "sparse" in source["images"]
     assert "contrast" in source
+
+
+def test_full_integer_calibration_reaches_the_bounds_of_fft1s_peak_normalised_spectra():
+    """The full-integer set's gratings come closer than any other calibration image to the
+    two bounds of FFT-1's int16 ranges: the mean square of gradients scaled to peak 1, and
+    the share of a unit-energy power spectrum at its peak."""
+    from export.calibration import GRATING_SHARE, calibration_images
+
+    n = 16
+    lr, source = calibration_images(2, 64, n, gratings=True)
+    plain, plain_source = calibration_images(2, 64, n)
+    n_gratings = round(GRATING_SHARE * n)
+    assert lr.shape == plain.shape and "gratings" in source["images"] and "gratings" not in plain_source["images"]
+
+    def bounds(x):
+        g = np.diff(x[:, 0], axis=-1)
+        u = g / np.abs(g).max(axis=(1, 2), keepdims=True)
+        power = np.abs(np.fft.rfft2(u)) ** 2
+        return (u ** 2).mean(axis=(1, 2)), power.max(axis=(1, 2)) / power.sum(axis=(1, 2))
+    grating_ms, grating_peak = bounds(lr[n - n_gratings:n])
+    plain_ms, plain_peak = bounds(plain)
+    assert grating_ms.max() > 2 * plain_ms.max() and grating_peak.max() > 2 * plain_peak.max()

@@ -266,11 +266,12 @@ class FFT1(nn.Module):
 
 
 def unit_energy(grads: torch.Tensor) -> torch.Tensor:
-    """``grads`` ``(B, C, H, W)`` scaled to mean square 1 per image: divided by the mean
-    ``|grads|`` first (so the squares taken next do not depend on the contrast), then by the
-    root mean square (which bounds the autocorrelation by its zero lag). Both are per-image
-    scalars, so the normal equations' solution is unchanged."""
-    g = grads * quantisable.reciprocal(quantisable.abs(grads).mean(dim=(1, 2, 3), keepdim=True) + EPS)
+    """``grads`` ``(B, C, H, W)`` scaled to mean square 1 per image: divided by the peak
+    ``|grads|`` first (so the result and its squares lie in [-1, 1] and [0, 1] whatever the
+    scene's contrast and sparsity: fixed int16 ranges), then by the root mean square (which
+    bounds the autocorrelation by its zero lag). Both are per-image scalars, so the normal
+    equations' solution is unchanged."""
+    g = grads * quantisable.reciprocal(quantisable.abs(grads).amax(dim=(1, 2, 3), keepdim=True) + EPS)
     return g * ((g * g).mean(dim=(1, 2, 3), keepdim=True) + EPS) ** -0.5
 
 
