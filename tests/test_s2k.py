@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mobile_kernelnet.kernels import kernel_size
 from mobile_kernelnet.models.s2k import CONFIGS, S2K, AmplitudeSpectrum, PatchDiscriminator, total_variation
@@ -74,13 +75,16 @@ def test_level_planes_carry_the_noise_floor_that_standardising_removes():
             means[contrast, sigma] = float(mean)
     assert min(means[c, 0.02] for c in (0.3, 1.0)) > max(means[c, 0.002] for c in (0.3, 1.0))
     model = S2K(2, replace(CONFIGS["mobile"], level_input=True)).eval()
-    assert model.generator.inp.in_channels == 3
+    gen = model.generator
+    assert gen.inp.in_channels == 3
     seen = {}
-    model.generator.inp.register_forward_pre_hook(lambda m, args: seen.update(x=args[0]))
+    gen.register_forward_pre_hook(lambda m, args: seen.update(args=args))
     with torch.no_grad():
         k = model(torch.from_numpy(base)[None, None])
-    x = seen["x"]
-    assert x.shape == (1, 3, 64, 64) and torch.all(x[:, 1:] == x[:, 1:, :1, :1])
+        spectrum, (mean, std) = seen["args"]
+        planes = torch.cat([spectrum, mean.expand_as(spectrum), std.expand_as(spectrum)], dim=1)
+        expected = F.conv2d(planes, gen.inp.weight, gen.inp.bias, stride=2, padding=1)
+        assert torch.allclose(gen.first(spectrum, (mean, std)), expected, atol=1e-5)
     assert k.shape == (1, 1, kernel_size(2), kernel_size(2))
 
 

@@ -214,7 +214,8 @@ def test_pool_build_filters_reports_and_refuses(photos, tmp_path, local_ray, cap
 
 def test_a_short_finetune_on_a_pool_lowers_validation_l1_on_its_kernels(tmp_path, capsys):
     KernelPool.generate(2, 60, np.random.default_rng(5), weights={"motion": 1.0}).save(tmp_path / "pool.npz")
-    args = ["train", "s2k", "--sf", "2", "--out", str(tmp_path / "run"), "--finetune", "--pool", str(tmp_path / "pool.npz"),
+    args = ["train", "s2k", "--sf", "2", "--level-input", "--out", str(tmp_path / "run"), "--finetune",
+            "--pool", str(tmp_path / "pool.npz"),
             "--steps", "30", "--batch", "4", "--patch-lr", "64", "--val-size", "12", "--bank-size", "4",
             "--threads", "1", "--lr", "0.0001"]
     assert main(args) == 0
@@ -222,7 +223,7 @@ def test_a_short_finetune_on_a_pool_lowers_validation_l1_on_its_kernels(tmp_path
     assert log[0]["pool_sha256"] and log[0]["pool_families"] == {"motion": 48}  # 12 of 60 held out
     shipped = log[1]["validation"]
     assert set(shipped) >= {"val_l1", "val_l1_motion"} and "val_l1_disk" not in shipped
-    assert log[-1]["best_val_l1"] < shipped["val_l1"] - 0.01
+    assert log[-1]["best_val_l1"] < shipped["val_l1"] - 0.005
 
 
 def _train(launcher: list[str], out: Path, steps: int, resume: bool = False) -> subprocess.CompletedProcess:

@@ -261,16 +261,19 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
 
 
 def test_finetune_starts_from_the_shipped_weights(tmp_path):
-    t = Trainer(TrainConfig(model="s2k", finetune=True, **TINY), tmp_path / "run")
+    t = Trainer(TrainConfig(model="s2k", finetune=True, level_input=True, **TINY), tmp_path / "run")
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert lines[0]["start_weights"]["weights"] == "s2k_mobile_sf2.pt" and len(lines[0]["start_weights"]["sha256"]) == 64
+    assert lines[0]["start_weights"]["widened"] == []
     assert t.validate()["val_l1"] == pytest.approx(lines[1]["validation"]["val_l1"])  # = the shipped weights
     assert "--finetune" in canonical_command(t.cfg).split()
 
 
 def test_a_finetune_may_add_s2k_level_planes_which_start_at_zero_weight(tmp_path):
-    t = Trainer(TrainConfig(model="s2k", finetune=True, level_input=True, **TINY), tmp_path / "run")
+    # the shipped s2k-noadv has no level planes
+    t = Trainer(TrainConfig(model="s2k", adv_weight=0, finetune=True, level_input=True, **TINY), tmp_path / "run")
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert lines[0]["start_weights"]["weights"] == "s2k-noadv_mobile_sf2.pt"
     assert lines[0]["start_weights"]["widened"] == ["generator.inp.weight"]
     assert t.model.generator.inp.weight.shape[1] == 3
     assert t.model.generator.inp.weight[:, 1:].abs().max() == 0

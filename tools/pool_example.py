@@ -41,7 +41,7 @@ from mobile_kernelnet.train import TrainConfig, Trainer
 SF, LR_SIDE = 2, 160
 ISOS = (100, 200, 400, 800, 1600, 3200)
 FILTER = "iso < 800"
-ARCHS = {"kernelnet": {"grad_arch": "separable", "refine_arch": "wide-residual"}, "s2k": {}}
+ARCHS = {"kernelnet": {"grad_arch": "separable", "refine_arch": "wide-residual"}, "s2k": {"level_input": True}}
 """The models, with the options their shipped sf 2 weights were trained with (--finetune checks)."""
 
 
@@ -87,7 +87,7 @@ def finetune(model: str, pool: Path, out: Path, steps: int, **arch) -> tuple[dic
     trainer.model.load_state_dict(best["model"])
     return {"command": " ".join(["mkn train", model, f"--sf {SF} --finetune --pool", str(pool), f"--steps {steps}",
                                  "--pretrain-steps 0 --batch 8 --lr 0.0001 --threads 2",
-                                 *[f"--{k.replace('_', '-')} {v}" for k, v in arch.items()]]),
+                                 *[f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in arch.items()]]),
             "pool_val_l1_shipped": shipped["val_l1"], "pool_val_l1_finetuned": best["val"]["val_l1"],
             "best_step": best["step"]}, trainer
 

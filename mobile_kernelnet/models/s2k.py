@@ -137,12 +137,15 @@ def _width(cfg: S2KConfig, level: int) -> int:
 
 
 class UNetGenerator(nn.Module):
-    """``(B, C, S, S)`` spectrum (and level planes) -> ``(B, 1, S, S)`` interpolated-kernel map
-    (unnormalised); ``C`` is 3 with ``cfg.level_input``, else 1."""
+    """``(B, 1, S, S)`` spectrum (and, with ``cfg.level_input``, two ``(B, 1, 1, 1)`` levels) ->
+    ``(B, 1, S, S)`` interpolated-kernel map (unnormalised). The levels enter as constant input
+    planes 2 and 3 of the first convolution (:meth:`first`)."""
 
     def __init__(self, cfg: S2KConfig):
         super().__init__()
         self.inp = nn.Conv2d(3 if cfg.level_input else 1, _width(cfg, 0), 4, stride=2, padding=1)
+        if cfg.level_input:
+            self.register_buffer("ones", torch.ones(1, 1, cfg.spectrum_size, cfg.spectrum_size), persistent=False)
         self.down = nn.ModuleList(nn.Conv2d(_width(cfg, i), _width(cfg, i + 1), 4, stride=2, padding=1)
                                   for i in range(cfg.levels))
         self.up = nn.ModuleList(nn.ConvTranspose2d(_width(cfg, i + 1) * (1 if i == cfg.levels - 1 else 2),
@@ -153,8 +156,19 @@ class UNetGenerator(nn.Module):
                                    else nn.Identity() for i in range(cfg.levels))
         self.out = nn.ConvTranspose2d(_width(cfg, 0) * 2, 1, 4, stride=2, padding=1)
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.inp(s), 0.2)
+    def first(self, s: torch.Tensor, levels: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """The first convolution of the spectrum ``s`` and the constant planes of ``levels``,
+        ``(B, W0, S/2, S/2)``. A constant plane's convolution is its value times the
+        convolution of ones, a constant of the graph: the same sum as convolving the
+        concatenated planes, with no concat or broadcast of planes in the exported graph."""
+        weight = self.inp.weight
+        h = F.conv2d(s, weight[:, :1], self.inp.bias, stride=2, padding=1)
+        for j, level in enumerate(levels, start=1):
+            h = h + level * F.conv2d(self.ones, weight[:, j:j + 1], stride=2, padding=1)
+        return h
+
+    def forward(self, s: torch.Tensor, levels: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        h = F.leaky_relu(self.first(s, levels), 0.2)
         skips = [h]
         for down, norm in zip(self.down, self.norms):
             h = F.leaky_relu(norm(down(h)), 0.2)
@@ -193,8 +207,6 @@ class S2K(nn.Module):
         self.spectrum = AmplitudeSpectrum(cfg.spectrum_size, cfg.max_crops, Spectral(cfg.spectral_backend))
         self.generator = UNetGenerator(cfg)
         self.resample = AreaResample(cfg.spectrum_size, self.kernel_size)
-        if cfg.level_input:  # level planes as a broadcast product with ones: no BROADCAST_TO for GPU delegates
-            self.register_buffer("ones", torch.ones(1, 1, cfg.spectrum_size, cfg.spectrum_size), persistent=False)
 
     stage_names = ("spectrum", "kernel_map", "kernel")
     int8_float_reason = ("the amplitude spectrum (DFT products, square root, log, per-image standardisation) and the "
@@ -211,8 +223,7 @@ class S2K(nn.Module):
     def stages(self, lr: torch.Tensor) -> dict[str, torch.Tensor]:
         """``spectrum`` (B,1,S,S), ``kernel_map`` (B,1,S,S), ``kernel`` (B,1,K,K)."""
         spec, mean, std = self.spectrum(lr)
-        inp = torch.cat([spec, mean * self.ones, std * self.ones], dim=1) if self.config.level_input else spec
-        kmap = self.generator(inp)
+        kmap = self.generator(spec, (mean, std) if self.config.level_input else ())
         k = self.resample(kmap)
         return {"spectrum": spec, "kernel_map": kmap, "kernel": normalize_sum(sharp_softplus(k))}
 
