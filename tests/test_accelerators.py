@@ -66,7 +66,7 @@ def test_full_integer_file_is_integer_throughout_and_compiles_whole_on_every_htp
     numeric = art.details["numeric"]
     assert numeric["float"] == {} and numeric["int8"] == {} and numeric["hybrid"] == {"DEQUANTIZE": 4}
     assert numeric["int16"]["CONV_2D"] > 0 and numeric["int16"]["FULLY_CONNECTED"] > 0
-    assert art.quantization["mode"] == "int16x8" and art.quantization["calibration"]["n"] == 8
+    assert art.quantization["mode"] == "int16x8" and art.quantization["calibration"]["n"] == 16
     for soc in ("qualcomm:SM8350", "qualcomm:SM8650"):
         rec = art.npu[soc]
         assert rec["fully_offloaded"] and rec["partitions"] == 1 and rec["cpu_ops"] == [], (soc, rec)
@@ -91,7 +91,7 @@ def test_full_integer_file_follows_pytorch_on_dim_and_bright_scenes(exported_int
     for contrast in (1.0, 0.2):
         lr = scale_contrast(raw, [contrast] * len(raw))
         gaps = [np.abs(lite(x[None])["kernel"] - torch_ref(x[None])["kernel"]).sum() for x in lr]
-        assert np.mean(gaps) < 0.1, (contrast, gaps)  # measured 0.012 / 0.025; 0.96 dimmed before
+        assert np.mean(gaps) < 0.1, (contrast, gaps)  # measured 0.013 / 0.024; 0.96 dimmed before
 
 
 def test_integer_readiness_is_the_models_to_say():
