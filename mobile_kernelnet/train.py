@@ -579,8 +579,8 @@ class Trainer:
     def ship(self) -> Path:
         """Copy ``best.pt`` (the state dict, plus the model's config that
         :func:`models.registry.load_pretrained` builds it from), the log and a record of the
-        run (with the one command that reproduces it) to the package's weights folder;
-        returns the weights path."""
+        run (with the one command that reproduces it and, for a fine-tune, the sha256 of the
+        weights it started from) to the package's weights folder; returns the weights path."""
         dest = weights_path(self.cfg.shipped_name, self.cfg.config, self.cfg.sf)
         dest.parent.mkdir(parents=True, exist_ok=True)
         best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=True)
@@ -593,6 +593,9 @@ class Trainer:
                   "torch": torch.__version__, "python": platform.python_version(),
                   "machine": platform.machine(), "threads": self.cfg.threads,
                   "git_commit": _git_commit()}
+        setup = json.loads((self.out / "log.jsonl").read_text().splitlines()[0])
+        if setup.get("start_weights"):
+            record["start_weights"] = setup["start_weights"]
         with atomic_output(dest.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(record, indent=1))
         return dest

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -176,7 +177,7 @@ def test_shipped_weights_rebuild_the_architecture_they_were_trained_with(tmp_pat
     t = Trainer(TrainConfig(model="kernelnet", refine_arch="wide-residual", fft1_threshold=0.1, **TINY),
                 tmp_path / "run")
     t.run()
-    t.ship()
+    assert "start_weights" not in json.loads(t.ship().with_suffix(".json").read_text())  # trained from scratch
     loaded = create_model("kernelnet", 2, "mobile")
     assert isinstance(loaded.refine, ResidualWideRefinement) and loaded.config.threshold == 0.1
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
@@ -260,13 +261,19 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     assert "not a camera run" in capsys.readouterr().err
 
 
-def test_finetune_starts_from_the_shipped_weights(tmp_path):
+def test_finetune_starts_from_the_shipped_weights_and_ships_saying_so(tmp_path, monkeypatch):
+    from mobile_kernelnet.models import registry
+
     t = Trainer(TrainConfig(model="s2k", finetune=True, level_input=True, **TINY), tmp_path / "run")
     lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert lines[0]["start_weights"]["weights"] == "s2k_mobile_sf2.pt" and len(lines[0]["start_weights"]["sha256"]) == 64
-    assert lines[0]["start_weights"]["widened"] == []
+    start = lines[0]["start_weights"]
+    assert start["weights"] == "s2k_mobile_sf2.pt" and len(start["sha256"]) == 64 and start["widened"] == []
+    assert start["sha256"] == hashlib.sha256(registry.weights_path("s2k", "mobile", 2).read_bytes()).hexdigest()
     assert t.validate()["val_l1"] == pytest.approx(lines[1]["validation"]["val_l1"])  # = the shipped weights
-    assert "--finetune" in canonical_command(t.cfg).split()
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
+    t.run()
+    record = json.loads(t.ship().with_suffix(".json").read_text())
+    assert record["start_weights"] == start and "--finetune" in record["command"].split()
 
 
 def test_a_finetune_may_add_s2k_level_planes_which_start_at_zero_weight(tmp_path):
