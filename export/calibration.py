@@ -28,6 +28,8 @@ holds every scene, for a few of its 15 bits of resolution.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from skimage.draw import disk, line_aa
@@ -81,15 +83,6 @@ def sparse_scene(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
-def sparse_scene_images(sf: int, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` LR images ``(n, 1, size, size)`` float32 in [0, 1] of :func:`sparse_scene`
-    HR scenes (``sf x size`` px), blurred by kernels of every family, decimated and
-    8-bit quantised (the lab degradation without noise)."""
-    if n == 0:
-        return np.zeros((0, 1, size, size), np.float32)
-    return lab_degraded([sparse_scene(sf * size, rng) for _ in range(n)], sf, rng)
-
-
 GRATING_SHARE = 0.125
 """Share of the ``n`` made images of a full-integer calibration set that are gratings (:func:`grating_scene`)."""
 
@@ -109,11 +102,16 @@ def grating_scene(size: int, sf: int, rng: np.random.Generator) -> np.ndarray:
     return (rng.uniform(0.3, 0.7) + rng.uniform(0.1, 0.3) * pattern).astype(np.float32)
 
 
-def lab_degraded(hr: list[np.ndarray], sf: int, rng: np.random.Generator) -> np.ndarray:
-    """LR images ``(n, 1, H / sf, W / sf)`` float32 in [0, 1] of the HR scenes ``hr``, blurred
-    by kernels of every family, decimated and 8-bit quantised (the lab degradation without noise)."""
-    k = torch.from_numpy(KernelPool.generate(sf, max(len(hr), 8), rng).sample(rng, len(hr)))
-    return quantize_8bit(degrade_torch(torch.from_numpy(np.stack(hr))[:, None], k, sf)).numpy()
+def lab_degraded(scene: Callable[[int, np.random.Generator], np.ndarray], sf: int, size: int, n: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """``n`` LR images ``(n, 1, size, size)`` float32 in [0, 1] of ``scene(sf x size, rng)`` HR
+    scenes, blurred by kernels of every family, decimated and 8-bit quantised (the lab
+    degradation without noise)."""
+    if n == 0:
+        return np.zeros((0, 1, size, size), np.float32)
+    hr = torch.from_numpy(np.stack([scene(sf * size, rng) for _ in range(n)]))[:, None]
+    k = torch.from_numpy(KernelPool.generate(sf, max(n, 8), rng).sample(rng, n))
+    return quantize_8bit(degrade_torch(hr, k, sf)).numpy()
 
 
 def scale_contrast(lr: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -133,9 +131,8 @@ def calibration_images(sf: int, size: int, n: int, seed: int = 1234,
     n_sparse = int(round(SPARSE_SHARE * n))
     n_gratings = int(round(GRATING_SHARE * n)) if gratings else 0
     lr, images = training_source_images(sf, size, n - n_sparse - n_gratings, rng)
-    lr = np.concatenate([lr, sparse_scene_images(sf, size, n_sparse, rng)]
-                        + ([lab_degraded([grating_scene(sf * size, sf, rng) for _ in range(n_gratings)], sf, rng)]
-                           if n_gratings else []))
+    lr = np.concatenate([lr, lab_degraded(sparse_scene, sf, size, n_sparse, rng),
+                         lab_degraded(lambda side, r: grating_scene(side, sf, r), sf, size, n_gratings, rng)])
     lr = np.concatenate([lr, scale_contrast(lr, rng.permutation(np.geomspace(*CONTRAST_RANGE, n)))])
     source = {"n": n, "seed": seed, "hr_patch": sf * size, "kernel_families": "all (KernelPool.generate)",
               "contrast": f"each image also dimmed x {CONTRAST_RANGE[0]}..{CONTRAST_RANGE[1]} about its mean "

@@ -586,14 +586,15 @@ class Trainer:
         best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=True)
         with atomic_output(dest) as tmp:
             torch.save({"model": best["model"], "model_config": asdict(self.model.config)}, tmp)
+        log = (self.out / "log.jsonl").read_bytes()
         with atomic_output(dest.with_suffix(".log")) as tmp:
-            tmp.write_bytes((self.out / "log.jsonl").read_bytes())
+            tmp.write_bytes(log)
         record = {"command": canonical_command(self.cfg), "seed": self.cfg.seed, "train_config": asdict(self.cfg),
                   "best_step": best["step"], "best_validation": best["val"],
                   "torch": torch.__version__, "python": platform.python_version(),
                   "machine": platform.machine(), "threads": self.cfg.threads,
                   "git_commit": _git_commit()}
-        setup = json.loads((self.out / "log.jsonl").read_text().splitlines()[0])
+        setup = json.loads(log.splitlines()[0])
         if setup.get("start_weights"):
             record["start_weights"] = setup["start_weights"]
         with atomic_output(dest.with_suffix(".json")) as tmp:
