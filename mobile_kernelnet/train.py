@@ -388,13 +388,20 @@ class Trainer:
         shipped = create_model(self.cfg.shipped_name, self.cfg.sf, self.cfg.config)
         ours, theirs = asdict(self.model.config), asdict(shipped.config)
         widening = getattr(self.model.config, "WIDENING", ())
+        restaging = getattr(self.model.config, "RESTAGING", {})
         diff = [k for k in ours if ours[k] != theirs[k]]
-        if any(k not in widening or not ours[k] for k in diff):
+        if any(k not in restaging and (k not in widening or not ours[k]) for k in diff):
             text = ", ".join(f"{k} {theirs[k]!r} (this run {ours[k]!r})" for k in diff)
+            allowed = [*(f"add {k}" for k in widening), *(f"change {k}" for k in restaging)]
             raise ValueError(f"--finetune: the shipped {path.name} is built with {text}; pass the same options"
-                             + (f" (a fine-tune may add: {', '.join(widening)})" if widening else ""))
-        widened = load_widened(self.model, shipped.state_dict())
-        return {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "widened": widened}
+                             + (f" (a fine-tune may {', '.join(allowed)})" if allowed else ""))
+        state, own = shipped.state_dict(), self.model.state_dict()
+        prefixes = tuple(restaging[k] for k in diff if k in restaging)
+        restaged = [name for name in state if prefixes and name.startswith(prefixes)]
+        state.update({name: own[name] for name in restaged})
+        widened = load_widened(self.model, state)
+        return {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "widened": widened,
+                "restaged": restaged}
 
     # -- data -------------------------------------------------------------------
     def _pools(self) -> tuple[KernelPool, KernelPool | None, str | None]:

@@ -287,6 +287,21 @@ def test_a_finetune_may_add_s2k_level_planes_which_start_at_zero_weight(tmp_path
     assert t.validate()["val_l1"] == pytest.approx(lines[1]["validation"]["val_l1"], abs=1e-6)  # = the shipped weights
 
 
+def test_a_finetune_may_change_kernelnets_fft1_stage_whose_parameters_start_afresh(tmp_path):
+    from mobile_kernelnet.models import create_model
+
+    options = dict(refine_arch="wide-residual", grad_arch="separable")  # the shipped sf 2's
+    t = Trainer(TrainConfig(model="kernelnet", finetune=True, fft1_solver="normal-equations",
+                            fft1_threshold_mode="soft", **options, **TINY), tmp_path / "run")
+    start = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["start_weights"]
+    assert start["restaged"] == ["fft1.log_lambda"] and start["widened"] == []
+    shipped, ours = create_model("kernelnet", 2, "mobile").state_dict(), t.model.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in shipped.items() if k != "fft1.log_lambda")
+    assert ours["fft1.log_lambda"].exp().item() == pytest.approx(t.model.config.ne_lambda_init)
+    assert shipped["fft1.log_lambda"].exp().item() != pytest.approx(t.model.config.ne_lambda_init)
+
+
 def test_a_finetune_refuses_options_the_shipped_weights_were_not_built_with(tmp_path):
-    with pytest.raises(ValueError, match=r"grad_channels 24 \(this run 5\).*pass the same options$"):
+    with pytest.raises(ValueError, match=r"grad_channels 24 \(this run 5\).*pass the same options "
+                                         r"\(a fine-tune may change threshold_mode, change fft1_solver\)$"):
         Trainer(TrainConfig(model="kernelnet", finetune=True, grad_channels=5, **TINY), tmp_path / "run")

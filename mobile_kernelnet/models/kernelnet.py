@@ -57,6 +57,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -91,6 +92,11 @@ class KernelNetConfig:
     grad_arch: str = "dense"        # a key of GRADIENT_ARCHS (GradientEstimator)
     refine: bool = True             # False: FFT-1/FFT-2 output only (the ablation)
     spectral_backend: str = "torch"
+
+    # options a fine-tune may change over shipped weights: they add no weights, and the
+    # parameters of the module they configure (value: its state-dict prefix) start afresh
+    # at this config's init (see ``train.Trainer._load_shipped``)
+    RESTAGING: ClassVar[dict[str, str]] = {"threshold_mode": "fft1.", "fft1_solver": "fft1."}
 
     def for_sf(self, sf: int) -> "KernelNetConfig":
         """Fill the per-sf defaults."""
