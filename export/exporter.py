@@ -7,7 +7,8 @@ interrupted export never leaves a directory that looks complete. A format whose
 converter fails is recorded under ``failed`` in the manifest with its log (the
 converter's own output); the others are still written, and the export reports
 failure. Each TFLite format is converted from the ONNX file it ``needs`` (``onnx-matmul``;
-``onnx-matmul-int8`` for the full-integer file), which is therefore always written with it,
+``onnx-matmul-int8`` for the two files with int8 DFT matrices, dynamic-int8 and full-integer),
+which is therefore always written with it,
 through one :class:`~export.tflite_formats.TFLiteChain` per source.
 
 Every TFLite file is also run through LiteRT's GPU accelerator (:mod:`export.gpu`:

@@ -41,19 +41,20 @@ _ONNX = ("onnxruntime-cpu",)
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("onnx-dft", "_dft.onnx", "onnxruntime", "dft", "none", Tolerance(max_abs=1e-5), _ONNX),
     ExportFormat("onnx-matmul", "_matmul.onnx", "onnxruntime", "matmul", "none", Tolerance(max_abs=1e-5), _ONNX),
+    ExportFormat("onnx-matmul-int8", "_matmul-int8.onnx", "onnxruntime", "matmul-int8",
+                 "none (the source of tflite-dynamic-int8 and tflite-int16x8)", Tolerance(max_abs=1e-5), _ONNX),
     ExportFormat("tflite-fp32", "_fp32.tflite", "litert", "matmul", "none", Tolerance(max_abs=1e-4), _LITERT,
                  ("onnx-matmul",), "fp32"),
     ExportFormat("tflite-fp16", "_fp16.tflite", "litert", "matmul",
                  "float16 weights, dequantised to float32 on CPU (GPU delegates may compute in fp16)",
                  Tolerance(max_abs=2.5e-3, delta_l1=0.01), _LITERT, ("onnx-matmul",), "fp16"),
-    ExportFormat("tflite-dynamic-int8", "_dynamic-int8.tflite", "litert", "matmul",
-                 "dynamic range: int8 weights of FULLY_CONNECTED/CONV_2D, float activations",
-                 Tolerance(delta_l1=0.03), _LITERT, ("onnx-matmul",), "dynamic-int8"),
+    ExportFormat("tflite-dynamic-int8", "_dynamic-int8.tflite", "litert", "matmul-int8",
+                 "dynamic range: int8 weights of FULLY_CONNECTED/CONV_2D (each DFT matrix as two int8 "
+                 "factors), float activations",
+                 Tolerance(delta_l1=0.03), _LITERT, ("onnx-matmul-int8",), "dynamic-int8"),
     ExportFormat("tflite-int8", "_int8.tflite", "litert", "matmul",
                  "selective: int8 weights and activations inside the CNN stages; their edge layers and "
                  "every spectral op float", Tolerance(delta_l1=0.03), _LITERT, ("onnx-matmul",), "int8"),
-    ExportFormat("onnx-matmul-int8", "_matmul-int8.onnx", "onnxruntime", "matmul-int8",
-                 "none (the source of tflite-int16x8)", Tolerance(max_abs=1e-5), _ONNX, full_integer=True),
     ExportFormat("tflite-int16x8", "_int16x8.tflite", "litert", "matmul-int8",
                  "full integer for NPUs: int16 activations and int8 weights in every op, no float op; "
                  "float32 input and output, quantised at the edges", Tolerance(delta_l1=0.03), _LITERT,

@@ -77,7 +77,8 @@ def test_manifest_records_files_layouts_and_tools(exported):
     assert "DFT" in onnx["onnx-dft"]["ops"] and "DFT" not in onnx["onnx-matmul"]["ops"]
     assert onnx["onnx-matmul"]["nodes_after_onnxsim"] <= onnx["onnx-matmul"]["nodes_before_onnxsim"]
     assert m.tools["onnx2tf"] == "1.28.8" and m.failed == {}
-    assert list(m.unsupported) == ["onnx-matmul-int8", "tflite-int16x8"]
+    assert list(m.unsupported) == ["tflite-int16x8"]
+    assert m.artifacts["tflite-dynamic-int8"].spectral_mode == "matmul-int8"  # DFT matrices as int8 factors
     assert "eq. 11" in m.unsupported["tflite-int16x8"]
     q = m.artifacts["tflite-int8"].quantization
     assert "DIV" in q["float_op_types"] and "CONV_2D" not in q["float_op_types"]
@@ -218,7 +219,7 @@ def test_bad_requests_fail_before_writing_anything(tmp_path, kwargs, message):
 
 def test_all_means_every_format_the_model_can_have():
     full = [f for f in FORMATS if FORMATS[f].full_integer]
-    assert full == ["onnx-matmul-int8", "tflite-int16x8"]
+    assert full == ["tflite-int16x8"]
     order, left_out = plan(["all"], "it divides")
     assert order == CI_FORMATS and left_out == {f: "it divides" for f in full}
     assert plan(["all"], None) == (list(FORMATS), {})
