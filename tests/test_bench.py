@@ -30,10 +30,11 @@ def records(exported, testset_root_sf2):
 
 def test_every_format_and_runtime_gets_a_complete_record(records):
     got = {(r.format, r.runtime) for r in records}
-    assert ("pytorch", "torch-eager") in got and ("onnx-dft", "onnxruntime-cpu") in got
-    for kind in ("fp32", "fp16", "dynamic-int8", "int8"):
-        assert {(f"tflite-{kind}", "litert-xnnpack"), (f"tflite-{kind}", "litert-builtin")} <= got
-    assert len(records) == 1 + 2 + 4 * 2
+    onnx = {(f, "onnxruntime-cpu") for f in ("onnx-dft", "onnx-matmul", "onnx-matmul-int8")}
+    tflite = {(f"tflite-{kind}", rt) for kind in ("fp32", "fp16", "dynamic-int8", "int8")
+              for rt in ("litert-xnnpack", "litert-builtin")}
+    assert got == {("pytorch", "torch-eager")} | onnx | tflite  # int16x8 is not exportable at sf 2
+    assert len(records) == len(got)  # one record per target
     for r in records:
         assert r.ok and FIELDS <= set(r.to_json()), r
         assert 0 < r.latency_ms_median <= r.latency_ms_p90 and r.input_size == EXPORT_SIZE
