@@ -84,11 +84,11 @@ exports: testsets $(TOOLCHAIN)
 	    $(BIN)/mkn parity exports/$$name$$at --testset testsets --json results/parity_$${model}_sf$$sf$$at.json \
 	        || status=1; done; exit $$status
 
-# Desktop benchmark of the sf 2 export (other input sizes are exported beside it).
+# Desktop benchmark of both models' sf 2 exports (other input sizes are exported beside them).
 bench: testsets
-	test -f exports/kernelnet_mobile_sf2/manifest.json || $(MAKE) exports
-	$(BIN)/mkn bench exports/kernelnet_mobile_sf2 --runs 50 --warmup 5 --threads 1,2 --sizes 128,256 \
-	    --testset testsets --json results/bench_kernelnet_sf2.json
+	for model in kernelnet s2k; do test -f exports/$${model}_mobile_sf2/manifest.json || $(MAKE) exports || exit 1; \
+	    $(BIN)/mkn bench exports/$${model}_mobile_sf2 --runs 50 --warmup 5 --threads 1,2 --sizes 128,256 \
+	    --testset testsets --json results/bench_$${model}_sf2.json || exit 1; done
 
 # Example on-device report from the fake device of the tests (host CPU, not a phone).
 android-example: $(STAMP) .toolchain/adb/adb
