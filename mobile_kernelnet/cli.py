@@ -842,6 +842,9 @@ def add_train_parser(sub) -> None:
     r.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default 1e-3, cosine-decayed)")
     r.add_argument("--pool", help="train on this kernel pool (`mkn pool build`; a fifth held out validates) "
                                   "instead of the procedural families")
+    r.add_argument("--family-weights", default=None,
+                   help="training kernels' family weights, e.g. gaussian=2,motion=1,disk=1 (default equal; "
+                        "validation stays equal)")
     r.add_argument("--val-size", type=positive_int, default=None, help="validation pairs (default 96)")
     r.add_argument("--bank-size", type=positive_int, default=None,
                    help="natural images held in memory for HR patches (default 48)")

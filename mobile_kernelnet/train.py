@@ -106,6 +106,8 @@ class TrainConfig:
     camera_clean_prob: float = TRAINING_RANGES.clean_prob  # camera run: share of lab-degraded training pairs
     finetune: bool = False      # start from the shipped weights of this name/config/sf (fresh optimiser)
     pool: str | None = None     # a kernel pool file (`mkn pool build`) instead of the procedural families
+    family_weights: str | None = None  # procedural training pool's family weights, "gaussian=2,motion=1,disk=1"
+                                       # (None = equal; validation always draws the families equally)
     pool_size: int = 3000
     extension_fraction: float = 0.2  # sf 3/4: share of the pool made from sf 2 kernels (§3.4)
     val_size: int = 96
@@ -125,9 +127,31 @@ class TrainConfig:
             raise ValueError(f"--grad-channels must be a positive width, not {self.grad_channels}")
         if not 0 <= self.camera_clean_prob <= 1:
             raise ValueError(f"--camera-clean-prob must be in [0, 1], not {self.camera_clean_prob}")
+        if self.family_weights is not None:
+            if self.pool:
+                raise ValueError("--family-weights weighs the procedural families; a --pool file has its own")
+            self.family_weight_map()
         if not 0 <= self.texture_prob <= 0.5:
             raise ValueError(f"--texture-prob must be in [0, 0.5] (it is taken from the dead leaves' half "
                              f"of the HR patches), not {self.texture_prob}")
+
+    def family_weight_map(self) -> dict[str, float] | None:
+        """``family_weights`` parsed: ``{family: weight}`` over every family of
+        :data:`kernels.FAMILIES` (``None`` = equal). Raises ``ValueError`` on an unknown or
+        missing family or a weight that is not positive."""
+        if self.family_weights is None:
+            return None
+        weights = {}
+        for item in self.family_weights.split(","):
+            name, _, value = item.partition("=")
+            try:
+                weights[name.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"--family-weights {self.family_weights!r}: {item!r} is not family=weight") from None
+        if set(weights) != set(FAMILIES) or min(weights.values()) <= 0:
+            raise ValueError(f"--family-weights {self.family_weights!r}: give each of {', '.join(FAMILIES)} "
+                             "a positive weight")
+        return weights
 
     @property
     def shipped_name(self) -> str:
@@ -406,8 +430,8 @@ class Trainer:
     # -- data -------------------------------------------------------------------
     def _pools(self) -> tuple[KernelPool, KernelPool | None, str | None]:
         """``(training pool, validation kernels, pool file sha256)``. Procedural (no ``pool``
-        file): all three families, equal weights; at sf 3/4 ``extension_fraction`` of the
-        pool is KernelNet's §3.4 extension (self-convolved sf 2 kernels); validation draws
+        file): all three families, weighted by ``family_weights`` (default equal); at sf 3/4
+        ``extension_fraction`` of the pool is KernelNet's §3.4 extension (self-convolved sf 2 kernels); validation draws
         its own kernels (``None``). A ``pool`` file: a seeded split, ``min(val_size, N / 5)``
         kernels held out for validation and the rest trained on."""
         cfg = self.cfg
@@ -422,7 +446,7 @@ class Trainer:
             part = lambda idx: KernelPool(pool.sf, pool.kernels[idx], pool.families[idx])  # noqa: E731
             return part(order[n_val:]), part(order[:n_val]), digest
         n_ext = int(cfg.pool_size * cfg.extension_fraction) if cfg.sf != 2 else 0
-        pool = KernelPool.generate(cfg.sf, cfg.pool_size - n_ext, self.rng)
+        pool = KernelPool.generate(cfg.sf, cfg.pool_size - n_ext, self.rng, cfg.family_weight_map())
         if n_ext:
             pool = KernelPool.concat([pool, KernelPool.extended_from_sf2(KernelPool.generate(2, n_ext, self.rng),
                                                                           cfg.sf)])
@@ -612,7 +636,7 @@ class Trainer:
 CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache", "refine_batch", "batch",
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "level_input",
                "fft1_threshold", "fft1_threshold_mode", "fft1_solver", "fft1_lambda_init", "refine_arch", "grad_arch", "grad_channels", "camera",
-               "camera_clean_prob",
+               "camera_clean_prob", "family_weights",
                "finetune", "lr", "pool", "val_size", "bank_size", "device")
 
 

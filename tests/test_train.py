@@ -147,6 +147,29 @@ def test_bad_texture_share_is_refused_before_a_run_folder_is_made(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_family_weights_shape_the_training_pool_not_validation_and_reach_the_command(tmp_path):
+    from mobile_kernelnet.cli import build_parser
+
+    cfg = TrainConfig(model="s2k", **{**TINY, "pool_size": 600}, family_weights="gaussian=4,motion=1,disk=1")
+    trainer = Trainer(cfg, tmp_path / "run")
+    share = float(np.mean(trainer.pool.families == "gaussian"))
+    assert 0.6 < share < 0.74  # 4 / 6 of the training kernels
+    equal = Trainer(TrainConfig(model="s2k", **{**TINY, "val_size": 60}), tmp_path / "equal")
+    weighted = Trainer(TrainConfig(model="s2k", **{**TINY, "val_size": 60}, family_weights="gaussian=4,motion=1,disk=1"),
+                       tmp_path / "weighted")
+    assert list(weighted.val[3]) == list(equal.val[3])  # validation keeps equal families, the same pairs
+    args = build_parser().parse_args(canonical_command(cfg).split()[1:])
+    assert args.family_weights == "gaussian=4,motion=1,disk=1"
+
+
+@pytest.mark.parametrize("weights", ["gaussian=2,motion=1", "gaussian=2,motion=1,disk=0", "gaussian=x,motion=1,disk=1",
+                                     "gaussian=2,motion=1,disk=1,box=1"])
+def test_bad_family_weights_are_refused_before_a_run_folder_is_made(tmp_path, weights):
+    with pytest.raises(ValueError, match="--family-weights"):
+        Trainer(TrainConfig(model="s2k", family_weights=weights), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_refine_stage_fits_only_the_refinement_on_cached_fft2_outputs(tmp_path):
     t = Trainer(TrainConfig(model="kernelnet", refine_arch="wide", **TINY, **REFINE), tmp_path / "run")
     assert t.recipe.stages == ("pretrain", "e2e", "refine")

@@ -22,6 +22,7 @@ from scipy.ndimage import gaussian_filter
 
 from mobile_kernelnet.budget import apply_window, budget_for, select_window
 from mobile_kernelnet.camera import LEVELS, CameraParams, camera_np
+from mobile_kernelnet.data import HRPatchSampler
 from mobile_kernelnet.degrade import degrade_np, quantize_8bit
 from mobile_kernelnet.kernels import FAMILIES, random_kernel
 from mobile_kernelnet.metrics import kernel_l1
@@ -83,19 +84,58 @@ def study(sf: int, seeds: int, models: list[str]) -> dict:
     return out
 
 
+SOURCES = {"dead leaves": (1.0, 0.0), "textures": (0.0, 1.0), "photos": (0.0, 0.0)}
+"""Training source -> ``(dead_leaves_prob, texture_prob)`` of a sampler that draws only it."""
+
+
+@torch.no_grad()
+def source_study(sf: int, patches: int, models: list[str], patch_lr: int = 96) -> list[dict]:
+    """Per (model, training source, split clean / high, family): mean radius bias, L1 and L1
+    after each of :data:`WIDENINGS` on ``patches`` HR patches of ``sf * patch_lr`` px per
+    source (a training-size LR patch): whether the narrowing costs L1 on training data too."""
+    nets = {n: create_model(n, sf=sf, config="mobile").eval() for n in models}
+    out = []
+    for source, (dead, tex) in SOURCES.items():
+        rng = np.random.default_rng([sf, 5, len(source)])
+        sampler = HRPatchSampler(sf * patch_lr, rng, dead_leaves_prob=dead, texture_prob=tex, bank_size=8)
+        rows: dict[tuple, list] = {}
+        for i in range(patches):
+            hr, family = sampler(), FAMILIES[i % len(FAMILIES)]
+            k = random_kernel(family, sf, rng)
+            clean = degrade_np(hr, k, sf)
+            for split in ("clean", "high"):
+                lr = (quantize_8bit(torch.from_numpy(clean)).numpy() if split == "clean"
+                      else camera_np(clean, HIGH, rng))
+                for model, net in nets.items():
+                    est = net(torch.from_numpy(lr)[None, None])[0, 0].numpy()
+                    rows.setdefault((model, split, family), []).append(
+                        [radius(est) - radius(k)] + [kernel_l1(widen(est, s), k) for s in WIDENINGS])
+        for (model, split, family), vals in rows.items():
+            v = np.asarray(vals)
+            out.append({"model": model, "source": source, "setting": split, "family": family, "cases": len(v),
+                        "radius_bias_px": float(v[:, 0].mean()), "l1": float(v[:, 1].mean()),
+                        "l1_widened": [float(x) for x in v[:, 1:].mean(0)]})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--patches", type=int, default=45, help="patches per training source (0: skip that part)")
     p.add_argument("--models", nargs="+", default=["kernelnet", "s2k"])
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args()
     torch.set_num_threads(1)
     report = study(a.sf, a.seeds, a.models)
+    report["training_sources"] = source_study(a.sf, a.patches, a.models) if a.patches else []
     write_json(report, a.json)
     for r in report["results"]:
         print(f"{r['model']:10s} {r['setting']:30s} {r['family']:9s} L1 {r['l1']:.3f}  radius bias {r['radius_bias_px']:+.2f} px  "
               f"widened {' / '.join(f'{x:.3f}' for x in r['l1_widened'])}")
+    for r in report["training_sources"]:
+        print(f"{r['model']:10s} {r['source']:12s} {r['setting']:6s} {r['family']:9s} L1 {r['l1']:.3f}  "
+              f"radius bias {r['radius_bias_px']:+.2f} px  widened {' / '.join(f'{x:.3f}' for x in r['l1_widened'])}")
 
 
 if __name__ == "__main__":
