@@ -507,6 +507,11 @@ def cmd_ship_check(args: argparse.Namespace) -> int:
           f"({report['rule']} rule)")
     for name, c in report["criteria"].items():
         print(f"  {name:<15} run {c['run']:.4f}  shipped {c['shipped']:.4f}  {'pass' if c['pass'] else 'FAIL'}")
+    by_family = report["natural_by_family"]
+    print("  natural set by family, run / shipped / fixed-gaussian (information, not a criterion):")
+    for split, families in by_family["run"].items():
+        print(f"    {split:<7}" + "  ".join(f"{f} {l1:.3f} / {by_family['shipped'][split][f]:.3f} / "
+                                          f"{by_family['fixed-gaussian'][split][f]:.3f}" for f, l1 in families.items()))
     print("ship" if report["ship"] else "do not ship")
     write_json(report, args.run / "ship_check.json")
     return EXIT_OK if report["ship"] else EXIT_INPUT_FAILED

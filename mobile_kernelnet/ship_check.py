@@ -46,24 +46,34 @@ runs and a denoising front stage passed the natural set and failed the gallery (
 
 
 @torch.no_grad()
-def natural_errors(models: dict[str, nn.Module], sf: int) -> dict[str, dict[str, np.ndarray]]:
+def natural_errors(models: dict[str, nn.Module], sf: int) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
     """Per-case kernel L1 ``(N,)`` of each of ``models`` on :func:`sr_tuning.tuning_cases` at
     ``sf`` for seeds ``0 .. NATURAL_SEEDS - 1`` with :data:`NATURAL_TEXTURES` textures, per
-    split (``clean`` and each camera level): ``{name: {split: errors}}``. The images are made
-    once per seed and every model sees the same cases."""
+    split (``clean`` and each camera level): ``({name: {split: errors}}, families (N,))``,
+    the cases' kernel families (the same order in every split). The images are made once
+    per seed and every model sees the same cases."""
     from .sr_tuning import tuning_cases, tuning_images
 
     for model in models.values():
         model.eval()
     errors = {name: {split: [] for split in SPLITS} for name in models}
+    families = []
     for seed in range(NATURAL_SEEDS):
         images = tuning_images(sf, seed, NATURAL_TEXTURES)
         for split in SPLITS:
             for case in tuning_cases(sf, seed, level=None if split == "clean" else split, images=images):
+                if split == "clean":
+                    families.append(case["family"])
                 lr = torch.from_numpy(apply_window(case["lr"], select_window(case["lr"], budget_for(sf, None))))
                 for name, model in models.items():
                     errors[name][split].append(kernel_l1(model(lr[None, None])[0, 0].numpy(), case["kernel"]))
-    return {name: {split: np.asarray(e) for split, e in per.items()} for name, per in errors.items()}
+    return ({name: {split: np.asarray(e) for split, e in per.items()} for name, per in errors.items()},
+            np.asarray(families))
+
+
+def family_means(errors: dict[str, np.ndarray], families: np.ndarray) -> dict[str, dict[str, float]]:
+    """``{split: {family: mean L1}}`` of one model's :func:`natural_errors`."""
+    return {split: {f: float(e[families == f].mean()) for f in np.unique(families)} for split, e in errors.items()}
 
 
 def natural_scores(errors: dict[str, np.ndarray]) -> dict[str, float]:
@@ -104,7 +114,8 @@ def ship_check(run: str | Path, within: float | None = None) -> dict:
     if baseline is None or "val_clean_l1" not in baseline or "val_clean_l1" not in info["best_val"]:
         raise ValueError(f"{run} is not a camera run with a shipped-baseline record; the rule is for those")
     shipped = create_model(cfg.shipped_name, cfg.sf, cfg.config)
-    errors = natural_errors({"run": model, "shipped": shipped}, cfg.sf)
+    errors, families = natural_errors({"run": model, "shipped": shipped, "fixed-gaussian": create_model(
+        "fixed-gaussian", cfg.sf)}, cfg.sf)
     run_err, ship_err = errors["run"], errors["shipped"]
     run_nat, ship_nat = natural_scores(run_err), natural_scores(ship_err)
     clean_ci = paired_mean_difference_ci(run_err["clean"], ship_err["clean"])
@@ -126,4 +137,5 @@ def ship_check(run: str | Path, within: float | None = None) -> dict:
     return {"run": str(run), "model": cfg.shipped_name, "sf": cfg.sf, "config": cfg.config,
             "rule": "camera" if within is None else f"cheaper, within +{within}", "criteria": criteria,
             "natural": {"run": run_nat, "shipped": ship_nat, "cases": len(run_err["clean"])},
+            "natural_by_family": {name: family_means(e, families) for name, e in errors.items()},
             "ship": all(c["pass"] for c in criteria.values())}

@@ -69,8 +69,8 @@ def tuning_images(sf: int, seed: int = 0, textures: int = 0) -> list[tuple[str, 
 
 def tuning_cases(sf: int, seed: int = 0, level: str | None = None, textures: int = 0,
                  images: list[tuple[str, np.ndarray]] | None = None) -> list[dict]:
-    """One case per packaged image and kernel family: ``hr`` (H, W), ``lr`` (H/sf, W/sf)
-    float32 in [0, 1] (8-bit values; with ``level``, the camera degradation of that
+    """One case per packaged image and kernel family (``name``, ``family``): ``hr`` (H, W),
+    ``lr`` (H/sf, W/sf) float32 in [0, 1] (8-bit values; with ``level``, the camera degradation of that
     :data:`camera.LEVELS` entry) and the true ``kernel`` (K, K); with ``textures``, as many
     procedural textures join the packaged images (the gallery's grass, gravel and brick have
     no like among those five photos). ``images``: :func:`tuning_images` ``(sf, seed,
@@ -87,7 +87,7 @@ def tuning_cases(sf: int, seed: int = 0, level: str | None = None, textures: int
                 lr = quantize_8bit(torch.from_numpy(clean)).numpy()
             else:
                 lr = camera_np(clean, LEVELS[level], np.random.default_rng([seed, sf, i, j, 1 + list(LEVELS).index(level)]))
-            cases.append({"name": f"{name}_{family}", "hr": hr, "lr": lr, "kernel": k})
+            cases.append({"name": f"{name}_{family}", "family": family, "hr": hr, "lr": lr, "kernel": k})
     return cases
 
 

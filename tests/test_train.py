@@ -268,8 +268,13 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     assert main(["ship-check", str(tmp_path / "run")]) == 1
     report = json.loads((tmp_path / "run" / "ship_check.json").read_text())
     assert not report["ship"] and not report["criteria"]["natural_camera"]["pass"]
-    shipped = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2)["shipped"]
+    errors, families = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2)
+    shipped = errors["shipped"]
     assert report["natural"]["shipped"] == natural_scores(shipped) and report["natural"]["cases"] == 180
+    by_family = report["natural_by_family"]["shipped"]["high"]
+    assert set(by_family) == {"gaussian", "motion", "disk"} and list(families).count("motion") == 60
+    assert np.mean(list(by_family.values())) == pytest.approx(report["natural"]["shipped"]["high"])
+    assert report["natural_by_family"]["fixed-gaussian"]["high"] == report["natural_by_family"]["fixed-gaussian"]["clean"]
     lo, hi = report["criteria"]["natural_clean"]["difference_95ci"]
     assert lo <= report["natural"]["run"]["clean"] - report["natural"]["shipped"]["clean"] <= hi
     assert "do not ship" in capsys.readouterr().out
