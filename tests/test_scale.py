@@ -216,7 +216,7 @@ def test_a_short_finetune_on_a_pool_lowers_validation_l1_on_its_kernels(tmp_path
     KernelPool.generate(2, 60, np.random.default_rng(5), weights={"motion": 1.0}).save(tmp_path / "pool.npz")
     args = ["train", "s2k", "--sf", "2", "--level-input", "--out", str(tmp_path / "run"), "--finetune",
             "--pool", str(tmp_path / "pool.npz"),
-            "--steps", "30", "--batch", "4", "--patch-lr", "64", "--val-size", "12", "--bank-size", "4",
+            "--steps", "80", "--batch", "4", "--patch-lr", "64", "--val-size", "12", "--bank-size", "4",
             "--threads", "1", "--lr", "0.0001"]
     assert main(args) == 0
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
