@@ -45,7 +45,8 @@ WIDENINGS = (0.0, 0.5, 1.0)
 
 def radius(k: np.ndarray) -> float:
     """``(K, K)`` kernel -> sqrt of its second central moment in px (negative taps clipped)."""
-    k = np.clip(k, 0, None) / max(float(np.clip(k, 0, None).sum()), 1e-12)
+    k = np.clip(k, 0, None)
+    k = k / max(float(k.sum()), 1e-12)
     y, x = np.mgrid[:k.shape[0], :k.shape[1]]
     cy, cx = (k * y).sum(), (k * x).sum()
     return float(np.sqrt((k * ((y - cy) ** 2 + (x - cx) ** 2)).sum()))
