@@ -38,7 +38,7 @@ from .formats import FORMATS, ExportFormat
 from .manifest import Artifact, Manifest, TensorIO, sha256, tool_versions, write_manifest
 from .npu import NpuTarget, compile_for
 from .onnx_formats import StageOutputs, export_onnx
-from .tflite_formats import INT8_OP_TYPES, Conversion, TFLiteChain, analyze_tflite, cnn_edge_nodes, tflite_io
+from .tflite_formats import Conversion, TFLiteChain, analyze_tflite, tflite_io
 
 MAX_INPUT_SIZE = 1024
 """Largest exported input side: the matmul DFT stores ``n x n`` constant matrices."""
@@ -99,11 +99,8 @@ class ExportJob:
             return Conversion(kind, lr.transpose(0, 2, 3, 1)), {**record, "calibration": source}
         if kind != "int8":
             return Conversion(kind), record
-        fp32 = self.tflite().fp32()
         lr, source = calibration_images(self.sf, self.input_size, self.calibration_n)
-        conversion = Conversion(kind, lr.transpose(0, 2, 3, 1),
-                                tuple(sorted(op for op in analyze_tflite(fp32)["ops"] if op not in INT8_OP_TYPES)),
-                                tuple(cnn_edge_nodes(fp32)))
+        conversion = self.tflite().selective_int8(lr.transpose(0, 2, 3, 1))
         record.update(float_op_types=list(conversion.float_op_types), float_nodes=list(conversion.float_nodes),
                       calibration=source,
                       why_float=create_model(self.model, self.sf, self.config, pretrained=False).int8_float_reason)

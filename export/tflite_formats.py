@@ -223,6 +223,15 @@ class TFLiteChain:
             self._fp32 = path
         return self._fp32
 
+    def selective_int8(self, calibration: np.ndarray) -> Conversion:
+        """The ``int8`` conversion of this chain calibrated on ``calibration`` ``(N, S, S, 1)``
+        float32 (NHWC): int8 inside the CNNs (:data:`INT8_OP_TYPES`), every other op type of
+        the fp32 file and the CNNs' edge ops (:func:`cnn_edge_nodes`) float."""
+        fp32 = self.fp32()
+        return Conversion("int8", calibration,
+                          tuple(sorted(op for op in analyze_tflite(fp32)["ops"] if op not in INT8_OP_TYPES)),
+                          tuple(cnn_edge_nodes(fp32)))
+
     def convert(self, conversion: Conversion, out: Path) -> None:
         """Step 3: write the TFLite file of ``conversion`` to ``out`` (fp32: a copy of step 2)."""
         if conversion.kind == "fp32":

@@ -4,8 +4,8 @@ results/front_end_study_sf2.json.
 Each candidate is a ``(B, 2, H, W) -> (B, 2, H, W)`` module put in place of the mobile sf 2
 KernelNet's gradient CNN (untrained: the arithmetic, not the weights, sets the latency).
 The whole model goes through the toolkit's own path -- ONNX (matmul DFT, onnxsim) and
-TensorFlow's fp32 and dynamic-int8 TFLite conversions (:class:`export.tflite_formats.TFLiteChain`)
--- and every file is timed by :func:`bench.benchmark.bench_group` (LiteRT with XNNPACK,
+TensorFlow's fp32 and selective int8 TFLite conversions, as ``mkn export`` makes them
+(:class:`export.tflite_formats.TFLiteChain`) -- and every file is timed by :func:`bench.benchmark.bench_group` (LiteRT with XNNPACK,
 one worker process per file, all candidates' files interleaved in one group), at 2
 threads and each input size asked. The spectral stages are ~0.5 GFLOP of the 1.49 at 256 px.
 
@@ -22,6 +22,7 @@ from torch import nn
 
 from bench.benchmark import Target, bench_group
 from bench.roofline import floor_ms, model_flops, sgemm_peak_gflops
+from export.calibration import calibration_images
 from export.manifest import Artifact, Manifest, sha256, tool_versions
 from export.onnx_formats import StageOutputs, export_onnx
 from export.tflite_formats import Conversion, TFLiteChain, tflite_io
@@ -31,28 +32,17 @@ from mobile_kernelnet.models import create_model
 from mobile_kernelnet.models.kernelnet import GradientEstimator
 
 SF, CHANNELS, THREADS = 2, 24, 2
-KINDS = ("fp32", "dynamic-int8")
-
-
-class PointwiseEntry(nn.Module):
-    """The shipped separable CNN with its 9x9 ``2 -> C`` entry as ``1x1 2 -> C`` then a
-    depthwise 9x9: the same receptive field, about half the entry's multiply-adds."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.net = GradientEstimator(channels, "separable")
-        self.net.convs[0] = nn.Sequential(nn.Conv2d(2, channels, 1),
-                                          nn.Conv2d(channels, channels, 9, padding=4, groups=channels))
-
-    def forward(self, grads: torch.Tensor) -> torch.Tensor:
-        return self.net(grads)
+KINDS = ("fp32", "int8")
+CALIBRATION_IMAGES = 8
 
 
 CANDIDATES = {
     "separable-24 (shipped)": lambda: GradientEstimator(CHANNELS, "separable"),
     "separable-16": lambda: GradientEstimator(16, "separable"),
-    "pointwise-entry-24": lambda: PointwiseEntry(CHANNELS),
     "half-res-body-24": lambda: GradientEstimator(CHANNELS, "half-res"),
+    "dense-24": lambda: GradientEstimator(CHANNELS, "dense"),
+    "dense-16": lambda: GradientEstimator(16, "dense"),
+    "dense-12": lambda: GradientEstimator(12, "dense"),
 }
 
 
@@ -79,7 +69,9 @@ def export_candidate(model: nn.Module, size: int, folder: Path) -> Manifest:
     (folder / "logs").mkdir()
     for kind in KINDS:
         out = folder / f"model_{kind}.tflite"
-        chain.convert(Conversion(kind), out)
+        conversion = (chain.selective_int8(calibration_images(SF, size, CALIBRATION_IMAGES)[0].transpose(0, 2, 3, 1))
+                      if kind == "int8" else Conversion(kind))
+        chain.convert(conversion, out)
         inputs, outputs = tflite_io(out, onnx.inputs, onnx.outputs)
         artifacts[f"tflite-{kind}"] = Artifact(f"tflite-{kind}", out.name, sha256(out), out.stat().st_size,
                                                "litert", "matmul", inputs, outputs)
