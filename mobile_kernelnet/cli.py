@@ -10,12 +10,16 @@ import numpy as np
 
 from export.formats import FORMATS
 
+from .budget import BUDGETS, budget_for
+
 if TYPE_CHECKING:
     from export.manifest import Artifact
 
 SHADES = " .:-=+*#%@"
 EXPORT_FORMATS = tuple(FORMATS)
 """The names of :data:`export.formats.FORMATS` (a module light enough for the parser)."""
+DEFAULT_BUDGETS = " / ".join(str(BUDGETS[sf]) for sf in sorted(BUDGETS))
+"""The default LR window sides of :data:`budget.BUDGETS`, for help texts."""
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 """Exit codes of every command: 0 all done; 1 some inputs (images, runs, formats) failed
@@ -184,7 +188,6 @@ def cmd_pool_build(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from export.exporter import ExportError, export
 
-    from .budget import budget_for
 
     try:
         manifest = export(args.model, args.config, args.sf, budget_for(args.sf, args.input_size), args.to, args.out,
@@ -558,7 +561,7 @@ def add_estimator_options(parser: argparse.ArgumentParser) -> None:
                              "the same window, padded to its input size")
     parser.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
     parser.add_argument("--budget", type=positive_int,
-                        help="LR window side the estimator sees (default: 256 / 168 / 128 at sf 2 / 3 / 4; "
+                        help=f"LR window side the estimator sees (default: {DEFAULT_BUDGETS} at sf 2 / 3 / 4; "
                              "see budget.py)")
 
 
@@ -598,7 +601,7 @@ def add_export_parser(sub) -> None:
     x.add_argument("--config", default="mobile")
     x.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
     x.add_argument("--input-size", type=int, default=None,
-                   help="LR input side the files are fixed to (px; default: the sf's budget, 256 / 168 / 128)")
+                   help=f"LR input side the files are fixed to (px; default: the sf's budget, {DEFAULT_BUDGETS})")
     x.add_argument("--to", action=ListOption, default=["all"], choices=("all", *EXPORT_FORMATS), metavar="FORMAT",
                    help=f"formats: all or any of {', '.join(EXPORT_FORMATS)}")
     x.add_argument("--out", type=Path, required=True, help="export directory (built aside, renamed when done)")
