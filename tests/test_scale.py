@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from PIL.ExifTags import IFD, Base
 
+from mobile_kernelnet.budget import budget_for, select_window
 from mobile_kernelnet.cli import main
 from mobile_kernelnet.collection import (CollectionRun, estimate_collection, exif_fields, list_sources,
                                          read_rows)
@@ -94,7 +95,9 @@ def test_collection_gives_the_kernels_of_mkn_estimate_and_keeps_going_past_broke
     for path, row in good.iterrows():
         k = np.load(tmp_path / "single" / f"{Path(path).stem}.npy")
         assert row["kernel_size"] == 15 and np.abs(np.asarray(row["kernel"]).reshape(15, 15) - k).max() < 1e-6
-        assert row["window_how"] == "whole image"
+        window = select_window(read_image(path), budget_for(2))
+        assert (row["window_how"], row["window_y"], row["window_x"], row["window_height"], row["window_width"]) == (
+            window.how, window.y, window.x, window.height, window.width)
     assert good.loc[str(photos / "cam_3200.jpg"), "iso"] == 3200
     assert good.loc[str(photos / "cam_3200.jpg"), "device_model"] == "Pixel 8"
     # a re-run with the same settings does nothing more; other settings are refused
