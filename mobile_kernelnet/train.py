@@ -419,9 +419,11 @@ class Trainer:
             allowed = [*(f"add {k}" for k in widening), *(f"change {k}" for k in restaging)]
             raise ValueError(f"--finetune: the shipped {path.name} is built with {text}; pass the same options"
                              + (f" (a fine-tune may {', '.join(allowed)})" if allowed else ""))
-        state, own = shipped.state_dict(), self.model.state_dict()
+        own = self.model.state_dict()
         prefixes = tuple(restaging[k] for k in diff if k in restaging)
-        restaged = [name for name in state if prefixes and name.startswith(prefixes)]
+        restaged = [name for name in own if prefixes and name.startswith(prefixes)]
+        state = {name: value for name, value in shipped.state_dict().items()
+                 if not (prefixes and name.startswith(prefixes))}
         state.update({name: own[name] for name in restaged})
         widened = load_widened(self.model, state)
         return {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "widened": widened,

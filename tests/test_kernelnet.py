@@ -172,13 +172,16 @@ def test_image_gradients():
     assert torch.equal(g[0, 1], torch.tensor([[4.0] * 4, [4.0] * 4, [0.0] * 4]))
 
 
-def test_separable_gradient_estimator_is_cheaper_with_the_same_receptive_field():
+def test_separable_and_factored_gradient_estimators_are_cheaper_with_the_same_receptive_field():
     from mobile_kernelnet.models.kernelnet import GradientEstimator
-    dense, sep = GradientEstimator(24, "dense"), GradientEstimator(24, "separable")
+    dense, sep, fac = (GradientEstimator(24, arch) for arch in ("dense", "separable", "factored"))
     n = lambda m: sum(p.numel() for p in m.parameters())
-    assert n(sep) < n(dense) / 3
+    assert n(sep) < n(dense) / 3 and n(fac) < n(sep) * 0.65
+    # no full-resolution convolution wider than 3x3, none with two output channels and more than 1x1
+    assert all(max(c.kernel_size) <= 3 and (c.out_channels > 2 or c.kernel_size == (1, 1))
+               for c in fac.modules() if isinstance(c, torch.nn.Conv2d))
     # an impulse spreads over the same 17 x 17 support (radius 4 + 0 + 1 + 2 + 0 + 1)
-    for net in (dense.double(), sep.double()):
+    for net in (dense.double(), sep.double(), fac.double()):
         for p in net.parameters():
             torch.nn.init.constant_(p, 1e-2)
         x = torch.zeros(1, 2, 41, 41, dtype=torch.float64)

@@ -329,7 +329,22 @@ def test_a_finetune_may_change_kernelnets_fft1_stage_whose_parameters_start_afre
     assert shipped["fft1.log_lambda"].exp().item() != pytest.approx(t.model.config.ne_lambda_init)
 
 
+def test_a_finetune_may_replace_kernelnets_gradient_estimator_which_starts_afresh(tmp_path):
+    from mobile_kernelnet.models import create_model
+
+    t = Trainer(TrainConfig(model="kernelnet", finetune=True, refine_arch="wide-residual", grad_arch="factored",
+                            **TINY), tmp_path / "run")
+    start = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["start_weights"]
+    ours = t.model.state_dict()
+    assert start["restaged"] == [k for k in ours if k.startswith("gradient.")] and start["restaged"]
+    shipped = create_model("kernelnet", 2, "mobile").state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in shipped.items() if not k.startswith("gradient."))
+    assert ours["gradient.convs.0.0.weight"].shape == (24, 2, 3, 3)  # the factored entry, at its init
+
+
 def test_a_finetune_refuses_options_the_shipped_weights_were_not_built_with(tmp_path):
-    with pytest.raises(ValueError, match=r"grad_channels 24 \(this run 5\).*pass the same options "
-                                         r"\(a fine-tune may change threshold_mode, change fft1_solver\)$"):
-        Trainer(TrainConfig(model="kernelnet", finetune=True, grad_channels=5, **TINY), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"built with refine_arch 'wide-residual' \(this run 'wide'\); pass the "
+                                         r"same options \(a fine-tune may change threshold_mode, change fft1_solver, "
+                                         r"change grad_arch, change grad_channels\)$"):
+        Trainer(TrainConfig(model="kernelnet", finetune=True, grad_arch="separable", refine_arch="wide", **TINY),
+                tmp_path / "run")

@@ -9,7 +9,7 @@ TensorFlow's fp32 and selective int8 TFLite conversions, as ``mkn export`` makes
 one worker process per file, all candidates' files interleaved in one group), at 2
 threads and each input size asked. The spectral stages are ~0.5 GFLOP of the 1.49 at 256 px.
 
-Usage: ``python tools/front_end_study.py [--sizes 256,128] [--runs 50] [--json PATH]``.
+Usage: ``python tools/front_end_study.py [--sizes 256,128] [--candidates A,B] [--runs 50] [--json PATH]``.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ CANDIDATES = {
     "separable-24 (shipped)": lambda: GradientEstimator(CHANNELS, "separable"),
     "separable-16": lambda: GradientEstimator(16, "separable"),
     "half-res-body-24": lambda: GradientEstimator(CHANNELS, "half-res"),
+    "factored-24": lambda: GradientEstimator(CHANNELS, "factored"),
     "dense-24": lambda: GradientEstimator(CHANNELS, "dense"),
     "dense-16": lambda: GradientEstimator(16, "dense"),
     "dense-12": lambda: GradientEstimator(12, "dense"),
@@ -84,14 +85,17 @@ def main() -> None:
     ap.add_argument("--sizes", default="256,128", help="LR input sides, comma-separated")
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--candidates", default=",".join(CANDIDATES),
+                    help="names of CANDIDATES, comma-separated (default: all)")
     ap.add_argument("--json", type=Path, default=Path("results/front_end_study_sf2.json"))
     args = ap.parse_args()
+    chosen = {name: CANDIDATES[name] for name in args.candidates.split(",")}
     peak = sgemm_peak_gflops(THREADS)
     report = {"sf": SF, "threads": THREADS, "runtime": "litert-xnnpack", "sgemm_gflops_start": peak, "rows": []}
     with tempfile.TemporaryDirectory(prefix="mkn-front-end-") as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
             targets, flops, manifest = [], {}, None
-            for name, make in CANDIDATES.items():
+            for name, make in chosen.items():
                 model = candidate_model(make)
                 folder = Path(tmp) / f"{size}" / name.split()[0]
                 manifest = export_candidate(model, size, folder)  # same file names and I/O in every folder

@@ -96,7 +96,8 @@ class KernelNetConfig:
     # options a fine-tune may change over shipped weights: they add no weights, and the
     # parameters of the module they configure (value: its state-dict prefix) start afresh
     # at this config's init (see ``train.Trainer._load_shipped``)
-    RESTAGING: ClassVar[dict[str, str]] = {"threshold_mode": "fft1.", "fft1_solver": "fft1."}
+    RESTAGING: ClassVar[dict[str, str]] = {"threshold_mode": "fft1.", "fft1_solver": "fft1.",
+                                           "grad_arch": "gradient.", "grad_channels": "gradient."}
 
     def for_sf(self, sf: int) -> "KernelNetConfig":
         """Fill the per-sf defaults."""
@@ -140,7 +141,14 @@ class GradientEstimator(nn.Module):
     25 k multiply-adds per LR pixel; ``"half-res"`` — the separable body at half the LR
     resolution (9x9 entry at stride 2, bilinear upsampling back), its 3x3 exit fed the
     upsampled features and the input gradients (full-resolution detail returns through
-    that skip): 2.5 k multiply-adds per LR pixel, receptive field 33 px.
+    that skip): 2.5 k multiply-adds per LR pixel, receptive field 33 px; ``"factored"`` —
+    the separable body with every large or narrow convolution factored into the shapes
+    phone and desktop CPU kernels run fast (XNNPACK, NEON / AVX): the 9x9 entry is a
+    3x3 convolution (2 -> channels) then three depthwise 3x3s, each depthwise ``k x k``
+    (k > 3) a stack of depthwise 3x3s, and the 3x3 exit a depthwise 3x3 then a pointwise
+    ``channels -> 2`` (no full-resolution convolution with two output channels, whose
+    GEMM tiles are mostly padding). Same receptive field (17 px); 4.3 k multiply-adds per
+    LR pixel at 24 channels.
     """
 
     KERNELS = (9, 1, 3, 5, 1, 3)
@@ -151,8 +159,9 @@ class GradientEstimator(nn.Module):
             raise ValueError(f"grad_arch must be one of {GRADIENT_ARCHS}, not {arch!r}")
         self.half_res = arch == "half-res"
         widths = [2] + [channels] * (len(self.KERNELS) - 1) + [2]
-        convs = [_separable(cin, k) if arch != "dense" and cin == cout == channels and k > 1
-                 else nn.Conv2d(cin, cout, k, padding=k // 2)
+        layer = _factored if arch == "factored" else _plain
+        convs = [_separable(cin, k, arch == "factored") if arch != "dense" and cin == cout == channels and k > 1
+                 else layer(cin, cout, k)
                  for cin, cout, k in zip(widths[:-1], widths[1:], self.KERNELS)]
         if self.half_res:
             entry, exit_k = self.KERNELS[0], self.KERNELS[-1]
@@ -170,13 +179,36 @@ class GradientEstimator(nn.Module):
         return torch.tanh(self.convs[-1](h))
 
 
-GRADIENT_ARCHS = ("dense", "separable", "half-res")
+GRADIENT_ARCHS = ("dense", "separable", "half-res", "factored")
 
 
-def _separable(channels: int, k: int) -> nn.Sequential:
-    """Depthwise ``k x k`` then pointwise ``1 x 1``, ``channels -> channels``."""
-    return nn.Sequential(nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels),
-                         nn.Conv2d(channels, channels, 1))
+def _plain(cin: int, cout: int, k: int) -> nn.Conv2d:
+    """A full ``k x k`` convolution, ``cin -> cout``, same size out."""
+    return nn.Conv2d(cin, cout, k, padding=k // 2)
+
+
+def _depthwise(channels: int, k: int, factored: bool) -> nn.Module:
+    """Depthwise ``k x k`` (odd ``k``); ``factored``: a stack of ``(k - 1) / 2`` depthwise
+    3x3s, the same receptive field."""
+    if not factored or k <= 3:
+        return nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels)
+    return nn.Sequential(*(nn.Conv2d(channels, channels, 3, padding=1, groups=channels) for _ in range(k // 2)))
+
+
+def _separable(channels: int, k: int, factored: bool = False) -> nn.Sequential:
+    """Depthwise ``k x k`` (:func:`_depthwise`) then pointwise ``1 x 1``, ``channels -> channels``."""
+    return nn.Sequential(_depthwise(channels, k, factored), nn.Conv2d(channels, channels, 1))
+
+
+def _factored(cin: int, cout: int, k: int) -> nn.Module:
+    """``cin -> cout`` with a ``k x k`` receptive field in fast shapes: few inputs
+    (``cin < cout``): a full 3x3 then depthwise 3x3s up to ``k``; few outputs (``cout <
+    cin``): depthwise 3x3s up to ``k`` then pointwise ``1 x 1``; otherwise a full convolution."""
+    if k <= 3 and cin < cout or k == 1 or cin == cout:
+        return _plain(cin, cout, k)
+    if cin < cout:
+        return nn.Sequential(_plain(cin, cout, 3), _depthwise(cout, k - 2, True))
+    return nn.Sequential(_depthwise(cin, k, True), nn.Conv2d(cin, cout, 1))
 
 
 THRESHOLD_MODES = ("hard", "soft")
