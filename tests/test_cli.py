@@ -103,3 +103,16 @@ def test_eval_missing_testset_is_a_clean_error(tmp_path, capsys):
     assert "make-testset" in capsys.readouterr().err
 
 
+
+
+def test_train_architecture_choices_are_the_models_own():
+    """The parser stays torch-free, so it spells the choices out; they must be the model's lists."""
+    from mobile_kernelnet.cli import build_parser
+    from mobile_kernelnet.models import kernelnet as kn
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    options = {o: a.choices for a in train._actions for o in a.option_strings}
+    assert tuple(options["--grad-arch"]) == kn.GRADIENT_ARCHS
+    assert tuple(options["--refine-arch"]) == tuple(kn.REFINEMENTS)
+    assert tuple(options["--fft1-threshold-mode"]) == kn.THRESHOLD_MODES
+    assert tuple(options["--fft1-solver"]) == kn.FFT1_SOLVERS
