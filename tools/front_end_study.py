@@ -41,6 +41,7 @@ CANDIDATES = {
     "separable-16": lambda: GradientEstimator(16, "separable"),
     "half-res-body-24": lambda: GradientEstimator(CHANNELS, "half-res"),
     "factored-24": lambda: GradientEstimator(CHANNELS, "factored"),
+    "none (the other stages' cost)": lambda: nn.Tanh(),
     "dense-24": lambda: GradientEstimator(CHANNELS, "dense"),
     "dense-16": lambda: GradientEstimator(16, "dense"),
     "dense-12": lambda: GradientEstimator(12, "dense"),
