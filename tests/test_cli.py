@@ -103,8 +103,6 @@ def test_eval_missing_testset_is_a_clean_error(tmp_path, capsys):
     assert "make-testset" in capsys.readouterr().err
 
 
-
-
 def test_train_architecture_choices_are_the_models_own():
     """The parser stays torch-free, so it spells the choices out; they must be the model's lists."""
     from mobile_kernelnet.cli import build_parser

@@ -90,6 +90,9 @@ def main() -> None:
                     help="names of CANDIDATES, comma-separated (default: all)")
     ap.add_argument("--json", type=Path, default=Path("results/front_end_study_sf2.json"))
     args = ap.parse_args()
+    unknown = [name for name in args.candidates.split(",") if name not in CANDIDATES]
+    if unknown:
+        ap.error(f"--candidates: unknown {unknown}; choose from {list(CANDIDATES)}")
     chosen = {name: CANDIDATES[name] for name in args.candidates.split(",")}
     peak = sgemm_peak_gflops(THREADS)
     report = {"sf": SF, "threads": THREADS, "runtime": "litert-xnnpack", "sgemm_gflops_start": peak, "rows": []}

@@ -204,7 +204,7 @@ def _factored(cin: int, cout: int, k: int) -> nn.Module:
     """``cin -> cout`` with a ``k x k`` receptive field in fast shapes: few inputs
     (``cin < cout``): a full 3x3 then depthwise 3x3s up to ``k``; few outputs (``cout <
     cin``): depthwise 3x3s up to ``k`` then pointwise ``1 x 1``; otherwise a full convolution."""
-    if k <= 3 and cin < cout or k == 1 or cin == cout:
+    if k == 1 or cin == cout or (cin < cout and k <= 3):
         return _plain(cin, cout, k)
     if cin < cout:
         return nn.Sequential(_plain(cin, cout, 3), _depthwise(cout, k - 2, True))
