@@ -38,6 +38,10 @@ sources with seed ``seed + 1`` (never the test set). ``--pool FILE`` (`mkn pool 
 replaces the procedural kernels: a seeded fifth of the file's kernels (at most
 ``val_size``) validates, the rest trains (with ``--finetune``: a camera's own kernels).
 
+``--finetune`` starts from the shipped weights the run would replace, ``--start-from RUN``
+from another run's best weights (the run folder must be kept: the shipped record names its
+``best.pt`` and sha256); both with a fresh optimiser.
+
 Under ``torchrun --nproc-per-node N`` the run is DistributedDataParallel (:mod:`distributed`):
 each rank trains on its own pairs, rank 0 validates, logs and checkpoints, and the last
 log record holds every rank's weight digest (the run fails if they differ).
@@ -55,7 +59,7 @@ import math
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +109,7 @@ class TrainConfig:
     camera: bool = False        # camera degradation (camera.TRAINING_RANGES) for training and validation
     camera_clean_prob: float = TRAINING_RANGES.clean_prob  # camera run: share of lab-degraded training pairs
     finetune: bool = False      # start from the shipped weights of this name/config/sf (fresh optimiser)
+    start_from: str | None = None  # a fine-tune that starts from this run folder's best.pt instead
     pool: str | None = None     # a kernel pool file (`mkn pool build`) instead of the procedural families
     family_weights: str | None = None  # procedural training pool's family weights, "gaussian=2,motion=1,disk=1"
                                        # (None = equal; validation always draws the families equally)
@@ -127,6 +132,9 @@ class TrainConfig:
             raise ValueError(f"--grad-channels must be a positive width, not {self.grad_channels}")
         if not 0 <= self.camera_clean_prob <= 1:
             raise ValueError(f"--camera-clean-prob must be in [0, 1], not {self.camera_clean_prob}")
+        if self.start_from is not None and self.finetune:
+            raise ValueError("--start-from is a fine-tune from a run's weights; --finetune starts from the shipped "
+                             "ones: pass one of them")
         if self.family_weights is not None:
             if self.pool:
                 raise ValueError("--family-weights weighs the procedural families; a --pool file has its own")
@@ -390,7 +398,7 @@ class Trainer:
         if resume and ckpt.exists():
             self._load(ckpt)
         else:
-            start = self._load_shipped() if cfg.finetune else None
+            start = self._load_start() if cfg.finetune or cfg.start_from else None
             self._log({"stage": "setup", "train_config": asdict(cfg), "pool_families":
                        {f: int(n) for f, n in zip(*np.unique(self.pool.families, return_counts=True))},
                        "pool_sha256": self.pool_sha256, "world_size": ranks.world_size,
@@ -403,31 +411,56 @@ class Trainer:
         self.rng.bit_generator.state = np.random.default_rng([self.cfg.seed, self.ranks.rank, step]).bit_generator.state
         torch.manual_seed(self.cfg.seed + 1_000_003 * self.ranks.rank + step)
 
-    def _load_shipped(self) -> dict:
-        """Load the shipped weights this run would replace into the model (``finetune``)."""
-        from .models import create_model
-        path = weights_path(self.cfg.shipped_name, self.cfg.config, self.cfg.sf)
-        if not path.exists():
-            raise FileNotFoundError(f"--finetune: no shipped weights at {path}")
-        shipped = create_model(self.cfg.shipped_name, self.cfg.sf, self.cfg.config)
-        ours, theirs = asdict(self.model.config), asdict(shipped.config)
+    def _load_start(self) -> dict:
+        """Load the weights a fine-tune starts from into the model: the shipped weights this
+        run would replace (``finetune``) or the best weights of the run folder ``start_from``
+        (built as that run's logged config says). They may differ from this run's
+        architecture only where its config allows: ``WIDENING`` (added inputs start at zero
+        weight) and ``RESTAGING`` (those modules start afresh). Returns the log's record of
+        the start (file, sha256, widened and restaged tensors)."""
+        cfg = self.cfg
+        if cfg.start_from:
+            flag, path = "--start-from", Path(cfg.start_from) / "best.pt"
+            if not path.is_file() or not path.with_name("log.jsonl").is_file():
+                raise FileNotFoundError(f"--start-from {cfg.start_from}: no best.pt and log.jsonl there "
+                                        "(give a run folder of `mkn train`)")
+            start = self._model_of_run(Path(cfg.start_from))
+            start.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        else:
+            from .models import create_model
+            flag, path = "--finetune", weights_path(cfg.shipped_name, cfg.config, cfg.sf)
+            if not path.exists():
+                raise FileNotFoundError(f"--finetune: no shipped weights at {path}")
+            start = create_model(cfg.shipped_name, cfg.sf, cfg.config)
+        ours, theirs = asdict(self.model.config), asdict(start.config)
         widening = getattr(self.model.config, "WIDENING", ())
         restaging = getattr(self.model.config, "RESTAGING", {})
         diff = [k for k in ours if ours[k] != theirs[k]]
         if any(k not in restaging and (k not in widening or not ours[k]) for k in diff):
             text = ", ".join(f"{k} {theirs[k]!r} (this run {ours[k]!r})" for k in diff)
             allowed = [*(f"add {k}" for k in widening), *(f"change {k}" for k in restaging)]
-            raise ValueError(f"--finetune: the shipped {path.name} is built with {text}; pass the same options"
+            raise ValueError(f"{flag}: {path} is built with {text}; pass the same options"
                              + (f" (a fine-tune may {', '.join(allowed)})" if allowed else ""))
         own = self.model.state_dict()
         prefixes = tuple(restaging[k] for k in diff if k in restaging)
         restaged = [name for name in own if prefixes and name.startswith(prefixes)]
-        state = {name: value for name, value in shipped.state_dict().items()
+        state = {name: value for name, value in start.state_dict().items()
                  if not (prefixes and name.startswith(prefixes))}
         state.update({name: own[name] for name in restaged})
         widened = load_widened(self.model, state)
-        return {"weights": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "widened": widened,
-                "restaged": restaged}
+        return {"weights": path.name if flag == "--finetune" else str(path),
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "widened": widened, "restaged": restaged}
+
+    def _model_of_run(self, run: Path) -> nn.Module:
+        """The model run folder ``run`` trained, freshly built from its log's setup record;
+        ValueError if it is another model or sf than this run's."""
+        setup = json.loads((run / "log.jsonl").read_text().splitlines()[0])["train_config"]
+        known = {f.name for f in fields(TrainConfig)}
+        theirs = TrainConfig(**{k: v for k, v in setup.items() if k in known and k not in ("finetune", "start_from")})
+        if (theirs.model, theirs.sf) != (self.cfg.model, self.cfg.sf):
+            raise ValueError(f"--start-from {run}: a {theirs.model} sf {theirs.sf} run, not {self.cfg.model} "
+                             f"sf {self.cfg.sf}")
+        return RECIPES[theirs.model](theirs).model
 
     # -- data -------------------------------------------------------------------
     def _pools(self) -> tuple[KernelPool, KernelPool | None, str | None]:
@@ -639,7 +672,7 @@ CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache"
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "level_input",
                "fft1_threshold", "fft1_threshold_mode", "fft1_solver", "fft1_lambda_init", "refine_arch", "grad_arch", "grad_channels", "camera",
                "camera_clean_prob", "family_weights",
-               "finetune", "lr", "pool", "val_size", "bank_size", "device")
+               "finetune", "start_from", "lr", "pool", "val_size", "bank_size", "device")
 
 
 def canonical_command(cfg: TrainConfig) -> str:

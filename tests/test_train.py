@@ -348,3 +348,27 @@ def test_a_finetune_refuses_options_the_shipped_weights_were_not_built_with(tmp_
                                          r"change grad_arch, change grad_channels\)$"):
         Trainer(TrainConfig(model="kernelnet", finetune=True, grad_arch="separable", refine_arch="wide", **TINY),
                 tmp_path / "run")
+
+
+def test_start_from_a_run_loads_its_best_weights_built_as_its_log_says(tmp_path):
+    first = Trainer(TrainConfig(model="kernelnet", grad_arch="factored", **TINY), tmp_path / "first")
+    first.run()
+    best = torch.load(tmp_path / "first" / "best.pt", weights_only=True)["model"]
+    # the run's own architecture comes from its log: a fine-tune with the same options loads every tensor
+    t = Trainer(TrainConfig(model="kernelnet", grad_arch="factored", start_from=str(tmp_path / "first"), **TINY),
+                tmp_path / "second")
+    assert all(torch.equal(t.model.state_dict()[k], v) for k, v in best.items())
+    start = json.loads((tmp_path / "second" / "log.jsonl").read_text().splitlines()[0])["start_weights"]
+    assert start["weights"] == str(tmp_path / "first" / "best.pt") and start["restaged"] == []
+    assert start["sha256"] == hashlib.sha256((tmp_path / "first" / "best.pt").read_bytes()).hexdigest()
+    assert "--start-from" in canonical_command(t.cfg).split()
+    # another gradient CNN restarts that stage only; another sf or a missing run is refused
+    other = Trainer(TrainConfig(model="kernelnet", grad_arch="separable", start_from=str(tmp_path / "first"), **TINY),
+                    tmp_path / "third")
+    assert all(torch.equal(other.model.state_dict()[k], v) for k, v in best.items() if not k.startswith("gradient."))
+    with pytest.raises(ValueError, match="sf 2 run, not kernelnet sf 3"):
+        Trainer(TrainConfig(model="kernelnet", start_from=str(tmp_path / "first"), **{**TINY, "sf": 3}), tmp_path / "x")
+    with pytest.raises(FileNotFoundError, match="no best.pt"):
+        Trainer(TrainConfig(model="kernelnet", start_from=str(tmp_path / "none"), **TINY), tmp_path / "y")
+    with pytest.raises(ValueError, match="pass one of them"):
+        TrainConfig(model="kernelnet", start_from=str(tmp_path / "first"), finetune=True, **TINY)

@@ -95,7 +95,7 @@ class KernelNetConfig:
 
     # options a fine-tune may change over shipped weights: they add no weights, and the
     # parameters of the module they configure (value: its state-dict prefix) start afresh
-    # at this config's init (see ``train.Trainer._load_shipped``)
+    # at this config's init (see ``train.Trainer._load_start``)
     RESTAGING: ClassVar[dict[str, str]] = {"threshold_mode": "fft1.", "fft1_solver": "fft1.",
                                            "grad_arch": "gradient.", "grad_channels": "gradient."}
 

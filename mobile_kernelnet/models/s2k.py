@@ -49,7 +49,7 @@ class S2KConfig:
     spectral_backend: str = "torch"
 
     # options a fine-tune may switch on over shipped weights without them: they only add
-    # input channels, which start at zero weight (see ``train.Trainer._load_shipped``)
+    # input channels, which start at zero weight (see ``train.Trainer._load_start``)
     WIDENING: ClassVar[tuple[str, ...]] = ("level_input",)
 
 
