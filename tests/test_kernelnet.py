@@ -212,6 +212,26 @@ def test_half_res_gradient_estimator_costs_a_third_keeps_the_size_and_sees_furth
     assert support.max().item() - support.min().item() + 1 > 17   # wider than the separable 17 px
 
 
+def test_half_res_factored_gradient_estimator_costs_a_third_of_factored_keeps_the_size_and_sees_further():
+    from torch.utils.flop_counter import FlopCounterMode
+    from mobile_kernelnet.models.kernelnet import GradientEstimator
+    fac, half = GradientEstimator(24, "factored").double(), GradientEstimator(24, "half-res-factored").double()
+
+    def flops(net):
+        with FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, 2, 64, 64, dtype=torch.float64))
+        return counter.get_total_flops()
+    assert flops(half) < flops(fac) / 3
+    for p in half.parameters():
+        torch.nn.init.constant_(p, 1e-2)
+    for h, w in ((64, 64), (63, 77)):
+        assert half(torch.zeros(1, 2, h, w, dtype=torch.float64)).shape == (1, 2, h, w)
+    x = torch.zeros(1, 2, 81, 81, dtype=torch.float64)
+    x[0, :, 40, 40] = 1
+    support = (half(x)[0, 0] != half(torch.zeros_like(x))[0, 0]).nonzero()
+    assert support.max().item() - support.min().item() + 1 > 17   # wider than the full-resolution 17 px
+
+
 def test_normal_equations_model_runs_eagerly_after_an_onnx_export(tmp_path):
     """The solver's constant matrices are cached; one made while the exporter traces must not
     come back as a traced tensor to a later eager call (parity runs PyTorch after exporting)."""

@@ -148,7 +148,11 @@ class GradientEstimator(nn.Module):
     (k > 3) a stack of depthwise 3x3s, and the 3x3 exit a depthwise 3x3 then a pointwise
     ``channels -> 2`` (no full-resolution convolution with two output channels, whose
     GEMM tiles are mostly padding). Same receptive field (17 px); 4.3 k multiply-adds per
-    LR pixel at 24 channels.
+    LR pixel at 24 channels; ``"half-res-factored"`` — the factored body at half the LR
+    resolution with nothing wide at full resolution: a 3x3 entry at stride 2 (2 -> channels)
+    and a depthwise 3x3, the factored body, a 4x4 transposed convolution at stride 2 back to
+    the two full-resolution maps, plus a 3x3 convolution of the input gradients (2 -> 2,
+    the full-resolution detail): 1.1 k multiply-adds per LR pixel, receptive field ~30 px.
     """
 
     KERNELS = (9, 1, 3, 5, 1, 3)
@@ -158,15 +162,21 @@ class GradientEstimator(nn.Module):
         if arch not in GRADIENT_ARCHS:
             raise ValueError(f"grad_arch must be one of {GRADIENT_ARCHS}, not {arch!r}")
         self.half_res = arch == "half-res"
+        factored = arch in ("factored", "half-res-factored")
         widths = [2] + [channels] * (len(self.KERNELS) - 1) + [2]
-        layer = _factored if arch == "factored" else _plain
-        convs = [_separable(cin, k, arch == "factored") if arch != "dense" and cin == cout == channels and k > 1
+        layer = _factored if factored else _plain
+        convs = [_separable(cin, k, factored) if arch != "dense" and cin == cout == channels and k > 1
                  else layer(cin, cout, k)
                  for cin, cout, k in zip(widths[:-1], widths[1:], self.KERNELS)]
         if self.half_res:
             entry, exit_k = self.KERNELS[0], self.KERNELS[-1]
             convs[0] = nn.Conv2d(2, channels, entry, stride=2, padding=entry // 2)
             convs[-1] = nn.Conv2d(channels + 2, 2, exit_k, padding=exit_k // 2)
+        self.skip = None
+        if arch == "half-res-factored":
+            convs[0] = nn.Sequential(nn.Conv2d(2, channels, 3, stride=2, padding=1), _depthwise(channels, 3, True))
+            convs[-1] = nn.ConvTranspose2d(channels, 2, 4, stride=2, padding=1)
+            self.skip = nn.Conv2d(2, 2, 3, padding=1)
         self.convs = nn.ModuleList(convs)
 
     def forward(self, grads: torch.Tensor) -> torch.Tensor:
@@ -176,10 +186,13 @@ class GradientEstimator(nn.Module):
         if self.half_res:
             h = F.interpolate(h, size=grads.shape[-2:], mode="bilinear", align_corners=False)
             h = torch.cat([h, grads], dim=1)
-        return torch.tanh(self.convs[-1](h))
+        out = self.convs[-1](h)
+        if self.skip is not None:
+            out = out[..., :grads.shape[-2], :grads.shape[-1]] + self.skip(grads)
+        return torch.tanh(out)
 
 
-GRADIENT_ARCHS = ("dense", "separable", "half-res", "factored")
+GRADIENT_ARCHS = ("dense", "separable", "half-res", "factored", "half-res-factored")
 
 
 def _plain(cin: int, cout: int, k: int) -> nn.Conv2d:
