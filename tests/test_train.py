@@ -318,7 +318,7 @@ def test_a_finetune_may_add_s2k_level_planes_which_start_at_zero_weight(tmp_path
 def test_a_finetune_may_change_kernelnets_fft1_stage_whose_parameters_start_afresh(tmp_path):
     from mobile_kernelnet.models import create_model
 
-    options = dict(refine_arch="wide-residual", grad_arch="factored")  # the shipped sf 2's
+    options = dict(refine_arch="wide-residual", grad_arch="separable")  # the shipped sf 2's
     t = Trainer(TrainConfig(model="kernelnet", finetune=True, fft1_solver="normal-equations",
                             fft1_threshold_mode="soft", **options, **TINY), tmp_path / "run")
     start = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["start_weights"]
@@ -332,21 +332,21 @@ def test_a_finetune_may_change_kernelnets_fft1_stage_whose_parameters_start_afre
 def test_a_finetune_may_replace_kernelnets_gradient_estimator_which_starts_afresh(tmp_path):
     from mobile_kernelnet.models import create_model
 
-    t = Trainer(TrainConfig(model="kernelnet", finetune=True, refine_arch="wide-residual", grad_arch="separable",
+    t = Trainer(TrainConfig(model="kernelnet", finetune=True, refine_arch="wide-residual", grad_arch="factored",
                             **TINY), tmp_path / "run")
     start = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["start_weights"]
     ours = t.model.state_dict()
     assert start["restaged"] == [k for k in ours if k.startswith("gradient.")] and start["restaged"]
     shipped = create_model("kernelnet", 2, "mobile").state_dict()
     assert all(torch.equal(ours[k], v) for k, v in shipped.items() if not k.startswith("gradient."))
-    assert ours["gradient.convs.0.weight"].shape == (24, 2, 9, 9)  # the separable entry, at its init
+    assert ours["gradient.convs.0.0.weight"].shape == (24, 2, 3, 3)  # the factored entry, at its init
 
 
 def test_a_finetune_refuses_options_the_shipped_weights_were_not_built_with(tmp_path):
     with pytest.raises(ValueError, match=r"built with refine_arch 'wide-residual' \(this run 'wide'\); pass the "
                                          r"same options \(a fine-tune may change threshold_mode, change fft1_solver, "
                                          r"change grad_arch, change grad_channels\)$"):
-        Trainer(TrainConfig(model="kernelnet", finetune=True, grad_arch="factored", refine_arch="wide", **TINY),
+        Trainer(TrainConfig(model="kernelnet", finetune=True, grad_arch="separable", refine_arch="wide", **TINY),
                 tmp_path / "run")
 
 
