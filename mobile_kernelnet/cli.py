@@ -850,6 +850,9 @@ def add_train_parser(sub) -> None:
                    help="start from the shipped weights this run would replace (fresh optimiser)")
     r.add_argument("--start-from", metavar="RUN", default=None,
                    help="a fine-tune that starts from this run folder's best weights instead of the shipped ones")
+    r.add_argument("--distill", action="store_true", default=None,
+                   help="KernelNet fine-tune: pretrain the (new) gradient CNN to reproduce the start weights' "
+                        "gradient CNN instead of the HR gradients")
     r.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default 1e-3, cosine-decayed)")
     r.add_argument("--pool", help="train on this kernel pool (`mkn pool build`; a fifth held out validates) "
                                   "instead of the procedural families")

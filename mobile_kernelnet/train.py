@@ -8,6 +8,9 @@ which stages it trains and what one step does (:data:`RECIPES`).
 1. ``pretrain`` (§4.1): the gradient estimator alone, L1 between its output and the
    gradients of the phase-0-decimated HR patch (the sampling grid of the degradation,
    see :mod:`degrade`; a bicubic-downscaled target would sit half an LR pixel off).
+   With ``--distill`` (a fine-tune) the target is instead the start weights' gradient CNN
+   on the same LR image: a new front end learns to feed FFT-1 and the refinement what
+   they were trained on.
 2. ``e2e`` (§4.2): the whole network, loss = kernel L1 (``sum |k - k_gt|``, the
    paper's metric) + 0.5 x the same on the FFT-2 output (deep supervision, which keeps
    the fixed stages' input meaningful while the refinement learns).
@@ -110,6 +113,7 @@ class TrainConfig:
     camera_clean_prob: float = TRAINING_RANGES.clean_prob  # camera run: share of lab-degraded training pairs
     finetune: bool = False      # start from the shipped weights of this name/config/sf (fresh optimiser)
     start_from: str | None = None  # a fine-tune that starts from this run folder's best.pt instead
+    distill: bool = False       # KernelNet fine-tune: pretrain the gradient CNN on the start weights' gradient CNN
     pool: str | None = None     # a kernel pool file (`mkn pool build`) instead of the procedural families
     family_weights: str | None = None  # procedural training pool's family weights, "gaussian=2,motion=1,disk=1"
                                        # (None = equal; validation always draws the families equally)
@@ -132,6 +136,9 @@ class TrainConfig:
             raise ValueError(f"--grad-channels must be a positive width, not {self.grad_channels}")
         if not 0 <= self.camera_clean_prob <= 1:
             raise ValueError(f"--camera-clean-prob must be in [0, 1], not {self.camera_clean_prob}")
+        if self.distill and (self.model != "kernelnet" or not (self.finetune or self.start_from)):
+            raise ValueError("--distill is a KernelNet fine-tune's option (--finetune or --start-from): the start "
+                             "weights' gradient CNN is the teacher")
         if self.start_from is not None and self.finetune:
             raise ValueError("--start-from is a fine-tune from a run's weights; --finetune starts from the shipped "
                              "ones: pass one of them")
@@ -223,6 +230,7 @@ class KernelNetRecipe(Recipe):
         self.nets = {"model": self.model}
         self.stages = ("pretrain", "e2e") + (("refine",) if cfg.refine_steps else ())
         self.cache: dict[str, torch.Tensor] = {}
+        self.teacher: nn.Module | None = None  # ``distill``: the start weights' gradient CNN (set by the Trainer)
 
     def stage_steps(self, stage: str) -> int:
         return {"pretrain": self.cfg.pretrain_steps, "e2e": self.cfg.steps, "refine": self.cfg.refine_steps}[stage]
@@ -266,8 +274,14 @@ class KernelNetRecipe(Recipe):
             loss = _kernel_l1(self.par(self.model.refine)(lr_img), k_gt).mean()
             parts = {"kernel_l1": loss.item()}
         elif stage == "pretrain":
-            pred = self.par(self.model.gradient)(kn.image_gradients(lr_img))
-            loss = (pred - _grad_target(hr, self.cfg.sf)).abs().mean()
+            grads = kn.image_gradients(lr_img)
+            pred = self.par(self.model.gradient)(grads)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    target = self.teacher(grads)
+            else:
+                target = _grad_target(hr, self.cfg.sf)
+            loss = (pred - target).abs().mean()
             parts = {"grad_l1": loss.item()}
         else:
             out = self.par(self.stages_of)(lr_img)
@@ -394,11 +408,14 @@ class Trainer:
         self.stage, self.step = self.recipe.stages[0], 0
         self.best_val = math.inf
         self.opts = self.recipe.optimizers(self.stage)
+        start_model = self._start_model() if cfg.finetune or cfg.start_from else None
+        if cfg.distill:
+            self.recipe.teacher = start_model[2].gradient.to(device).eval().requires_grad_(False)
         ckpt = self.out / "checkpoint.pt"
         if resume and ckpt.exists():
             self._load(ckpt)
         else:
-            start = self._load_start() if cfg.finetune or cfg.start_from else None
+            start = self._load_start(*start_model) if start_model else None
             self._log({"stage": "setup", "train_config": asdict(cfg), "pool_families":
                        {f: int(n) for f, n in zip(*np.unique(self.pool.families, return_counts=True))},
                        "pool_sha256": self.pool_sha256, "world_size": ranks.world_size,
@@ -411,27 +428,30 @@ class Trainer:
         self.rng.bit_generator.state = np.random.default_rng([self.cfg.seed, self.ranks.rank, step]).bit_generator.state
         torch.manual_seed(self.cfg.seed + 1_000_003 * self.ranks.rank + step)
 
-    def _load_start(self) -> dict:
-        """Load the weights a fine-tune starts from into the model: the shipped weights this
+    def _start_model(self) -> tuple[str, Path, nn.Module]:
+        """``(flag, weights file, model)`` a fine-tune starts from: the shipped weights this
         run would replace (``finetune``) or the best weights of the run folder ``start_from``
-        (built as that run's logged config says). They may differ from this run's
-        architecture only where its config allows: ``WIDENING`` (added inputs start at zero
-        weight) and ``RESTAGING`` (those modules start afresh). Returns the log's record of
-        the start (file, sha256, widened and restaged tensors)."""
+        (built as that run's logged config says)."""
         cfg = self.cfg
         if cfg.start_from:
-            flag, path = "--start-from", Path(cfg.start_from) / "best.pt"
+            path = Path(cfg.start_from) / "best.pt"
             if not path.is_file() or not path.with_name("log.jsonl").is_file():
                 raise FileNotFoundError(f"--start-from {cfg.start_from}: no best.pt and log.jsonl there "
                                         "(give a run folder of `mkn train`)")
             start = self._model_of_run(Path(cfg.start_from))
             start.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
-        else:
-            from .models import create_model
-            flag, path = "--finetune", weights_path(cfg.shipped_name, cfg.config, cfg.sf)
-            if not path.exists():
-                raise FileNotFoundError(f"--finetune: no shipped weights at {path}")
-            start = create_model(cfg.shipped_name, cfg.sf, cfg.config)
+            return "--start-from", path, start
+        from .models import create_model
+        path = weights_path(cfg.shipped_name, cfg.config, cfg.sf)
+        if not path.exists():
+            raise FileNotFoundError(f"--finetune: no shipped weights at {path}")
+        return "--finetune", path, create_model(cfg.shipped_name, cfg.sf, cfg.config)
+
+    def _load_start(self, flag: str, path: Path, start: nn.Module) -> dict:
+        """Load ``start``'s weights (:meth:`_start_model`) into the model. They may differ
+        from this run's architecture only where its config allows: ``WIDENING`` (added
+        inputs start at zero weight) and ``RESTAGING`` (those modules start afresh). Returns
+        the log's record of the start (file, sha256, widened and restaged tensors)."""
         ours, theirs = asdict(self.model.config), asdict(start.config)
         widening = getattr(self.model.config, "WIDENING", ())
         restaging = getattr(self.model.config, "RESTAGING", {})
@@ -672,7 +692,7 @@ CLI_OPTIONS = ("seed", "pretrain_steps", "steps", "refine_steps", "refine_cache"
                "patch_lr", "threads", "adv_weight", "texture_prob", "live_head_weight", "level_input",
                "fft1_threshold", "fft1_threshold_mode", "fft1_solver", "fft1_lambda_init", "refine_arch", "grad_arch", "grad_channels", "camera",
                "camera_clean_prob", "family_weights",
-               "finetune", "start_from", "lr", "pool", "val_size", "bank_size", "device")
+               "finetune", "start_from", "distill", "lr", "pool", "val_size", "bank_size", "device")
 
 
 def canonical_command(cfg: TrainConfig) -> str:

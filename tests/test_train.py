@@ -372,3 +372,22 @@ def test_start_from_a_run_loads_its_best_weights_built_as_its_log_says(tmp_path)
         Trainer(TrainConfig(model="kernelnet", start_from=str(tmp_path / "none"), **TINY), tmp_path / "y")
     with pytest.raises(ValueError, match="pass one of them"):
         TrainConfig(model="kernelnet", start_from=str(tmp_path / "first"), finetune=True, **TINY)
+
+
+def test_distill_pretrains_a_new_gradient_cnn_towards_the_start_weights_one(tmp_path):
+    from mobile_kernelnet.models import create_model
+    from mobile_kernelnet.models.kernelnet import image_gradients
+
+    cfg = TrainConfig(model="kernelnet", finetune=True, distill=True, refine_arch="wide-residual",
+                      grad_arch="factored", **{**TINY, "pretrain_steps": 60, "steps": 0, "lr": 1e-2})
+    t = Trainer(cfg, tmp_path / "run")
+    teacher = create_model("kernelnet", 2, "mobile").gradient  # the shipped (separable) gradient CNN
+    assert all(torch.equal(a, b) for a, b in zip(t.recipe.teacher.parameters(), teacher.parameters()))
+    t.recipe.teacher = lambda grads: torch.full_like(grads, 0.3)  # a teacher no HR gradient resembles
+    t.run()
+    with torch.no_grad():
+        pred = t.model.gradient(image_gradients(t._draw()[0]))
+    assert (pred - 0.3).abs().mean() < 0.05
+    assert "--distill" in canonical_command(cfg).split()
+    with pytest.raises(ValueError, match="--distill is a KernelNet fine-tune's option"):
+        TrainConfig(model="kernelnet", distill=True, **TINY)
