@@ -476,7 +476,8 @@ class Trainer:
         ValueError if it is another model or sf than this run's."""
         setup = json.loads((run / "log.jsonl").read_text().splitlines()[0])["train_config"]
         known = {f.name for f in fields(TrainConfig)}
-        theirs = TrainConfig(**{k: v for k, v in setup.items() if k in known and k not in ("finetune", "start_from")})
+        how_it_started = ("finetune", "start_from", "distill")  # not the architecture, and not valid alone
+        theirs = TrainConfig(**{k: v for k, v in setup.items() if k in known and k not in how_it_started})
         if (theirs.model, theirs.sf) != (self.cfg.model, self.cfg.sf):
             raise ValueError(f"--start-from {run}: a {theirs.model} sf {theirs.sf} run, not {self.cfg.model} "
                              f"sf {self.cfg.sf}")

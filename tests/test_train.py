@@ -1,5 +1,6 @@
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -389,5 +390,9 @@ def test_distill_pretrains_a_new_gradient_cnn_towards_the_start_weights_one(tmp_
         pred = t.model.gradient(image_gradients(t._draw()[0]))
     assert (pred - 0.3).abs().mean() < 0.05
     assert "--distill" in canonical_command(cfg).split()
+    # a distilled run is a start like any other (its log's fine-tune options do not build a model)
+    Trainer(replace(cfg, steps=1), tmp_path / "short").run()
+    Trainer(TrainConfig(model="kernelnet", start_from=str(tmp_path / "short"), refine_arch="wide-residual",
+                        grad_arch="factored", **TINY), tmp_path / "next")
     with pytest.raises(ValueError, match="--distill is a KernelNet fine-tune's option"):
         TrainConfig(model="kernelnet", distill=True, **TINY)
