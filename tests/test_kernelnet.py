@@ -192,43 +192,24 @@ def test_separable_and_factored_gradient_estimators_are_cheaper_with_the_same_re
         GradientEstimator(24, "tiny")
 
 
-def test_half_res_gradient_estimator_costs_a_third_keeps_the_size_and_sees_further():
+@pytest.mark.parametrize("full, half, cheaper", [("separable", "half-res", 2.5), ("factored", "half-res-factored", 3)])
+def test_half_res_gradient_estimators_are_cheaper_keep_the_size_and_see_further(full, half, cheaper):
     from torch.utils.flop_counter import FlopCounterMode
     from mobile_kernelnet.models.kernelnet import GradientEstimator
-    sep, half = GradientEstimator(24, "separable").double(), GradientEstimator(24, "half-res").double()
+    full_net, half_net = GradientEstimator(24, full).double(), GradientEstimator(24, half).double()
 
     def flops(net):
         with FlopCounterMode(display=False) as counter:
             net(torch.zeros(1, 2, 64, 64, dtype=torch.float64))
         return counter.get_total_flops()
-    assert flops(half) < flops(sep) / 2.5
-    for p in half.parameters():
+    assert flops(half_net) < flops(full_net) / cheaper
+    for p in half_net.parameters():
         torch.nn.init.constant_(p, 1e-2)
     for h, w in ((64, 64), (63, 77)):
-        assert half(torch.zeros(1, 2, h, w, dtype=torch.float64)).shape == (1, 2, h, w)
+        assert half_net(torch.zeros(1, 2, h, w, dtype=torch.float64)).shape == (1, 2, h, w)
     x = torch.zeros(1, 2, 81, 81, dtype=torch.float64)
     x[0, :, 40, 40] = 1
-    support = (half(x)[0, 0] != half(torch.zeros_like(x))[0, 0]).nonzero()
-    assert support.max().item() - support.min().item() + 1 > 17   # wider than the separable 17 px
-
-
-def test_half_res_factored_gradient_estimator_costs_a_third_of_factored_keeps_the_size_and_sees_further():
-    from torch.utils.flop_counter import FlopCounterMode
-    from mobile_kernelnet.models.kernelnet import GradientEstimator
-    fac, half = GradientEstimator(24, "factored").double(), GradientEstimator(24, "half-res-factored").double()
-
-    def flops(net):
-        with FlopCounterMode(display=False) as counter:
-            net(torch.zeros(1, 2, 64, 64, dtype=torch.float64))
-        return counter.get_total_flops()
-    assert flops(half) < flops(fac) / 3
-    for p in half.parameters():
-        torch.nn.init.constant_(p, 1e-2)
-    for h, w in ((64, 64), (63, 77)):
-        assert half(torch.zeros(1, 2, h, w, dtype=torch.float64)).shape == (1, 2, h, w)
-    x = torch.zeros(1, 2, 81, 81, dtype=torch.float64)
-    x[0, :, 40, 40] = 1
-    support = (half(x)[0, 0] != half(torch.zeros_like(x))[0, 0]).nonzero()
+    support = (half_net(x)[0, 0] != half_net(torch.zeros_like(x))[0, 0]).nonzero()
     assert support.max().item() - support.min().item() + 1 > 17   # wider than the full-resolution 17 px
 
 
