@@ -43,7 +43,6 @@ CANDIDATES = {
     "factored-24": lambda: GradientEstimator(CHANNELS, "factored"),
     "half-res-factored-24": lambda: GradientEstimator(CHANNELS, "half-res-factored"),
     "half-res-factored-32": lambda: GradientEstimator(32, "half-res-factored"),
-    "half-res-gated-32": lambda: GradientEstimator(32, "half-res-gated"),
     "none (the other stages' cost)": lambda: nn.Tanh(),
     "dense-24": lambda: GradientEstimator(CHANNELS, "dense"),
     "dense-16": lambda: GradientEstimator(16, "dense"),

@@ -152,12 +152,7 @@ class GradientEstimator(nn.Module):
     resolution with nothing wide at full resolution: a 3x3 entry at stride 2 (2 -> channels)
     and a depthwise 3x3, the factored body, a 4x4 transposed convolution at stride 2 back to
     the two full-resolution maps, plus a 3x3 convolution of the input gradients (2 -> 2,
-    the full-resolution detail): 1.1 k multiply-adds per LR pixel, receptive field ~30 px;
-    ``"half-res-gated"`` — half-res-factored whose transposed convolution also gives two
-    gates in (0, 1) (sigmoid) that scale the full-resolution detail per pixel, so the body
-    (which sees ~30 px, enough to tell an edge from sensor noise) decides where the input
-    gradients pass through: the ungated skip copies the LR image's own noise into the
-    sharp gradients, and FFT-1's least squares then favours a delta kernel.
+    the full-resolution detail): 1.1 k multiply-adds per LR pixel, receptive field ~30 px.
     """
 
     KERNELS = (9, 1, 3, 5, 1, 3)
@@ -167,7 +162,7 @@ class GradientEstimator(nn.Module):
         if arch not in GRADIENT_ARCHS:
             raise ValueError(f"grad_arch must be one of {GRADIENT_ARCHS}, not {arch!r}")
         self.half_res = arch == "half-res"
-        factored = arch in ("factored", *HALF_RES_SKIP)
+        factored = arch in ("factored", "half-res-factored")
         widths = [2] + [channels] * (len(self.KERNELS) - 1) + [2]
         layer = _factored if factored else _plain
         convs = [_separable(cin, k, factored) if arch != "dense" and cin == cout == channels and k > 1
@@ -177,10 +172,10 @@ class GradientEstimator(nn.Module):
             entry, exit_k = self.KERNELS[0], self.KERNELS[-1]
             convs[0] = nn.Conv2d(2, channels, entry, stride=2, padding=entry // 2)
             convs[-1] = nn.Conv2d(channels + 2, 2, exit_k, padding=exit_k // 2)
-        self.skip, self.gated = None, arch == "half-res-gated"
-        if arch in HALF_RES_SKIP:
+        self.skip = None
+        if arch == "half-res-factored":
             convs[0] = nn.Sequential(nn.Conv2d(2, channels, 3, stride=2, padding=1), _depthwise(channels, 3, True))
-            convs[-1] = nn.ConvTranspose2d(channels, 4 if self.gated else 2, 4, stride=2, padding=1)
+            convs[-1] = nn.ConvTranspose2d(channels, 2, 4, stride=2, padding=1)
             self.skip = nn.Conv2d(2, 2, 3, padding=1)
         self.convs = nn.ModuleList(convs)
 
@@ -193,17 +188,11 @@ class GradientEstimator(nn.Module):
             h = torch.cat([h, grads], dim=1)
         out = self.convs[-1](h)
         if self.skip is not None:
-            out, detail = out[..., :grads.shape[-2], :grads.shape[-1]], self.skip(grads)
-            if self.gated:
-                out, gate = out[:, :2], out[:, 2:]
-                detail = torch.sigmoid(gate) * detail
-            out = out + detail
+            out = out[..., :grads.shape[-2], :grads.shape[-1]] + self.skip(grads)
         return torch.tanh(out)
 
 
-HALF_RES_SKIP = ("half-res-factored", "half-res-gated")
-"""Gradient archs with the factored body at half resolution and a full-resolution skip."""
-GRADIENT_ARCHS = ("dense", "separable", "half-res", "factored", *HALF_RES_SKIP)
+GRADIENT_ARCHS = ("dense", "separable", "half-res", "factored", "half-res-factored")
 
 
 def _plain(cin: int, cout: int, k: int) -> nn.Conv2d:
