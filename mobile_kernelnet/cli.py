@@ -837,7 +837,8 @@ def add_train_parser(sub) -> None:
                         "1e-4 per pixel for eq11, 0.02 on the normal equations' scaled system)")
     r.add_argument("--refine-arch", choices=("paper", "wide", "wide-residual"), default=None,
                    help="KernelNet: refinement architecture (default: the config's; see models/kernelnet.py)")
-    r.add_argument("--grad-arch", choices=("dense", "separable", "half-res", "factored", "half-res-factored"),
+    r.add_argument("--grad-arch", choices=("dense", "separable", "half-res", "factored", "half-res-factored",
+                                           "half-res-detail"),
                    default=None,
                    help="KernelNet: gradient-estimator convolutions (default: the config's; see models/kernelnet.py)")
     r.add_argument("--grad-channels", type=int, default=None,

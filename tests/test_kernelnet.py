@@ -192,7 +192,8 @@ def test_separable_and_factored_gradient_estimators_are_cheaper_with_the_same_re
         GradientEstimator(24, "tiny")
 
 
-@pytest.mark.parametrize("full, half, cheaper", [("separable", "half-res", 2.5), ("factored", "half-res-factored", 3)])
+@pytest.mark.parametrize("full, half, cheaper", [("separable", "half-res", 2.5), ("factored", "half-res-factored", 3),
+                                                 ("factored", "half-res-detail", 3)])
 def test_half_res_gradient_estimators_are_cheaper_keep_the_size_and_see_further(full, half, cheaper):
     from torch.utils.flop_counter import FlopCounterMode
     from mobile_kernelnet.models.kernelnet import GradientEstimator

@@ -43,6 +43,7 @@ CANDIDATES = {
     "factored-24": lambda: GradientEstimator(CHANNELS, "factored"),
     "half-res-factored-24": lambda: GradientEstimator(CHANNELS, "half-res-factored"),
     "half-res-factored-32": lambda: GradientEstimator(32, "half-res-factored"),
+    "half-res-detail-32": lambda: GradientEstimator(32, "half-res-detail"),
     "none (the other stages' cost)": lambda: nn.Tanh(),
     "dense-24": lambda: GradientEstimator(CHANNELS, "dense"),
     "dense-16": lambda: GradientEstimator(16, "dense"),

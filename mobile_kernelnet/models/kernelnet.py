@@ -152,7 +152,12 @@ class GradientEstimator(nn.Module):
     resolution with nothing wide at full resolution: a 3x3 entry at stride 2 (2 -> channels)
     and a depthwise 3x3, the factored body, a 4x4 transposed convolution at stride 2 back to
     the two full-resolution maps, plus a 3x3 convolution of the input gradients (2 -> 2,
-    the full-resolution detail): 1.1 k multiply-adds per LR pixel, receptive field ~30 px.
+    the full-resolution detail): 1.1 k multiply-adds per LR pixel, receptive field ~30 px;
+    ``"half-res-detail"`` — half-res-factored whose full-resolution skip is a small
+    nonlinear branch instead of one linear 3x3: a 3x3 convolution (2 -> 8), ReLU, a
+    depthwise 3x3 and a pointwise 8 -> 2 (ReLUs with learned biases can shrink small,
+    noise-like gradients and keep edges, which a linear skip cannot): 1.3 k multiply-adds
+    per LR pixel.
     """
 
     KERNELS = (9, 1, 3, 5, 1, 3)
@@ -162,7 +167,7 @@ class GradientEstimator(nn.Module):
         if arch not in GRADIENT_ARCHS:
             raise ValueError(f"grad_arch must be one of {GRADIENT_ARCHS}, not {arch!r}")
         self.half_res = arch == "half-res"
-        factored = arch in ("factored", "half-res-factored")
+        factored = arch in ("factored", *HALF_RES_SKIP)
         widths = [2] + [channels] * (len(self.KERNELS) - 1) + [2]
         layer = _factored if factored else _plain
         convs = [_separable(cin, k, factored) if arch != "dense" and cin == cout == channels and k > 1
@@ -173,10 +178,12 @@ class GradientEstimator(nn.Module):
             convs[0] = nn.Conv2d(2, channels, entry, stride=2, padding=entry // 2)
             convs[-1] = nn.Conv2d(channels + 2, 2, exit_k, padding=exit_k // 2)
         self.skip = None
-        if arch == "half-res-factored":
+        if arch in HALF_RES_SKIP:
             convs[0] = nn.Sequential(nn.Conv2d(2, channels, 3, stride=2, padding=1), _depthwise(channels, 3, True))
             convs[-1] = nn.ConvTranspose2d(channels, 2, 4, stride=2, padding=1)
-            self.skip = nn.Conv2d(2, 2, 3, padding=1)
+            self.skip = (nn.Conv2d(2, 2, 3, padding=1) if arch == "half-res-factored" else
+                         nn.Sequential(nn.Conv2d(2, DETAIL_CHANNELS, 3, padding=1), nn.ReLU(),
+                                       _depthwise(DETAIL_CHANNELS, 3, False), nn.Conv2d(DETAIL_CHANNELS, 2, 1)))
         self.convs = nn.ModuleList(convs)
 
     def forward(self, grads: torch.Tensor) -> torch.Tensor:
@@ -192,7 +199,11 @@ class GradientEstimator(nn.Module):
         return torch.tanh(out)
 
 
-GRADIENT_ARCHS = ("dense", "separable", "half-res", "factored", "half-res-factored")
+HALF_RES_SKIP = ("half-res-factored", "half-res-detail")
+"""Gradient archs with the factored body at half resolution and a full-resolution skip."""
+GRADIENT_ARCHS = ("dense", "separable", "half-res", "factored", *HALF_RES_SKIP)
+DETAIL_CHANNELS = 8
+"""Width of half-res-detail's full-resolution branch."""
 
 
 def _plain(cin: int, cout: int, k: int) -> nn.Conv2d:
