@@ -1,0 +1,50 @@
+"""Ship-check's natural set split by source: packaged photos vs procedural textures, per
+kernel family, clean and the high camera level, for the shipped weights and the given runs.
+
+Usage: ``python tools/natural_by_source.py RUN [RUN ...] [--sf 2] [--json PATH]``.
+Prints ``{model: {"<split>/<source>": {family: mean kernel L1}}}`` and writes it to JSON.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from mobile_kernelnet.imio import write_json
+from mobile_kernelnet.models import create_model
+from mobile_kernelnet.ship_check import NATURAL_TEXTURES, _run_model, natural_errors
+from mobile_kernelnet.sr_tuning import tuning_images
+
+SPLITS = ("clean", "high")
+
+
+def by_source(errors: dict[str, np.ndarray], families: np.ndarray, photos: np.ndarray) -> dict[str, dict[str, float]]:
+    """One model's :func:`ship_check.natural_errors` as ``{"<split>/<source>": {family: mean}}``;
+    ``photos`` (N,) bool marks the packaged-photo cases."""
+    return {f"{split}/{source}": {str(f): float(errors[split][mask & (families == f)].mean()) for f in np.unique(families)}
+            for split in SPLITS for source, mask in (("photo", photos), ("texture", ~photos))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--sf", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=Path("results/natural_by_source.json"))
+    args = parser.parse_args()
+    models = {"shipped": create_model("kernelnet", args.sf, "mobile")}
+    models.update({run.name: _run_model(run)[0] for run in args.runs})
+    errors, families = natural_errors(models, args.sf)
+    images = len(tuning_images(args.sf, 0, NATURAL_TEXTURES))
+    case = np.arange(len(families)) % (images * 3) // 3          # image index within its seed's block
+    photos = case < images - NATURAL_TEXTURES
+    result = {name: by_source(per, families, photos) for name, per in errors.items()}
+    for name, rows in result.items():
+        print(name)
+        for key, means in rows.items():
+            print(f"  {key:14s} " + "  ".join(f"{f} {v:.3f}" for f, v in means.items()))
+    write_json(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
