@@ -46,29 +46,32 @@ runs and a denoising front stage passed the natural set and failed the gallery (
 
 
 @torch.no_grad()
-def natural_errors(models: dict[str, nn.Module], sf: int) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
+def natural_errors(models: dict[str, nn.Module], sf: int) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray,
+                                                                    np.ndarray]:
     """Per-case kernel L1 ``(N,)`` of each of ``models`` on :func:`sr_tuning.tuning_cases` at
     ``sf`` for seeds ``0 .. NATURAL_SEEDS - 1`` with :data:`NATURAL_TEXTURES` textures, per
-    split (``clean`` and each camera level): ``({name: {split: errors}}, families (N,))``,
-    the cases' kernel families (the same order in every split). The images are made once
-    per seed and every model sees the same cases."""
+    split (``clean`` and each camera level): ``({name: {split: errors}}, families (N,),
+    cases (N,))``, the cases' kernel families and names (``<image>_<family>``, the procedural
+    images named ``texture<i>``; the same order in every split). The images are made once per seed and
+    every model sees the same cases."""
     from .sr_tuning import tuning_cases, tuning_images
 
     for model in models.values():
         model.eval()
     errors = {name: {split: [] for split in SPLITS} for name in models}
-    families = []
+    families, names = [], []
     for seed in range(NATURAL_SEEDS):
         images = tuning_images(sf, seed, NATURAL_TEXTURES)
         for split in SPLITS:
             for case in tuning_cases(sf, seed, level=None if split == "clean" else split, images=images):
                 if split == "clean":
                     families.append(case["family"])
+                    names.append(case["name"])
                 lr = torch.from_numpy(apply_window(case["lr"], select_window(case["lr"], budget_for(sf, None))))
                 for name, model in models.items():
                     errors[name][split].append(kernel_l1(model(lr[None, None])[0, 0].numpy(), case["kernel"]))
     return ({name: {split: np.asarray(e) for split, e in per.items()} for name, per in errors.items()},
-            np.asarray(families))
+            np.asarray(families), np.asarray(names))
 
 
 def family_means(errors: dict[str, np.ndarray], families: np.ndarray) -> dict[str, dict[str, float]]:
@@ -89,7 +92,7 @@ def _passes(difference: float, allowance: float | None) -> bool:
     return difference < 0 if allowance is None else difference <= allowance
 
 
-def _run_model(run: Path) -> tuple[nn.Module, dict, dict]:
+def run_model(run: Path) -> tuple[nn.Module, dict, dict]:
     """The best checkpoint of ``run`` as a model, its training config and best validation."""
     from .train import RECIPES, TrainConfig
 
@@ -109,12 +112,12 @@ def ship_check(run: str | Path, within: float | None = None) -> dict:
     from .models import create_model
 
     run = Path(run)
-    model, info, baseline = _run_model(run)
+    model, info, baseline = run_model(run)
     cfg = info["cfg"]
     if baseline is None or "val_clean_l1" not in baseline or "val_clean_l1" not in info["best_val"]:
         raise ValueError(f"{run} is not a camera run with a shipped-baseline record; the rule is for those")
     shipped = create_model(cfg.shipped_name, cfg.sf, cfg.config)
-    errors, families = natural_errors({"run": model, "shipped": shipped, "fixed-gaussian": create_model(
+    errors, families, _ = natural_errors({"run": model, "shipped": shipped, "fixed-gaussian": create_model(
         "fixed-gaussian", cfg.sf)}, cfg.sf)
     run_err, ship_err = errors["run"], errors["shipped"]
     run_nat, ship_nat = natural_scores(run_err), natural_scores(ship_err)

@@ -269,7 +269,7 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     assert main(["ship-check", str(tmp_path / "run")]) == 1
     report = json.loads((tmp_path / "run" / "ship_check.json").read_text())
     assert not report["ship"] and not report["criteria"]["natural_camera"]["pass"]
-    errors, families = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2)
+    errors, families, _ = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2)
     shipped = errors["shipped"]
     assert report["natural"]["shipped"] == natural_scores(shipped) and report["natural"]["cases"] == 180
     by_family = report["natural_by_family"]["shipped"]["high"]

@@ -13,8 +13,7 @@ import numpy as np
 
 from mobile_kernelnet.imio import write_json
 from mobile_kernelnet.models import create_model
-from mobile_kernelnet.ship_check import NATURAL_TEXTURES, _run_model, natural_errors
-from mobile_kernelnet.sr_tuning import tuning_images
+from mobile_kernelnet.ship_check import natural_errors, run_model
 
 SPLITS = ("clean", "high")
 
@@ -33,11 +32,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("results/natural_by_source.json"))
     args = parser.parse_args()
     models = {"shipped": create_model("kernelnet", args.sf, "mobile")}
-    models.update({run.name: _run_model(run)[0] for run in args.runs})
-    errors, families = natural_errors(models, args.sf)
-    images = len(tuning_images(args.sf, 0, NATURAL_TEXTURES))
-    case = np.arange(len(families)) % (images * 3) // 3          # image index within its seed's block
-    photos = case < images - NATURAL_TEXTURES
+    models.update({run.name: run_model(run)[0] for run in args.runs})
+    errors, families, cases = natural_errors(models, args.sf)
+    photos = ~np.char.startswith(cases.astype(str), "texture")
     result = {name: by_source(per, families, photos) for name, per in errors.items()}
     for name, rows in result.items():
         print(name)

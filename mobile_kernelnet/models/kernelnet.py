@@ -181,9 +181,7 @@ class GradientEstimator(nn.Module):
         if arch in HALF_RES_SKIP:
             convs[0] = nn.Sequential(nn.Conv2d(2, channels, 3, stride=2, padding=1), _depthwise(channels, 3, True))
             convs[-1] = nn.ConvTranspose2d(channels, 2, 4, stride=2, padding=1)
-            self.skip = (nn.Conv2d(2, 2, 3, padding=1) if arch == "half-res-factored" else
-                         nn.Sequential(nn.Conv2d(2, DETAIL_CHANNELS, 3, padding=1), nn.ReLU(),
-                                       _depthwise(DETAIL_CHANNELS, 3, False), nn.Conv2d(DETAIL_CHANNELS, 2, 1)))
+            self.skip = nn.Conv2d(2, 2, 3, padding=1) if arch == "half-res-factored" else _detail_branch()
         self.convs = nn.ModuleList(convs)
 
     def forward(self, grads: torch.Tensor) -> torch.Tensor:
@@ -204,6 +202,13 @@ HALF_RES_SKIP = ("half-res-factored", "half-res-detail")
 GRADIENT_ARCHS = ("dense", "separable", "half-res", "factored", *HALF_RES_SKIP)
 DETAIL_CHANNELS = 8
 """Width of half-res-detail's full-resolution branch."""
+
+
+def _detail_branch() -> nn.Sequential:
+    """half-res-detail's full-resolution skip, ``(B, 2, H, W) -> (B, 2, H, W)``: 3x3 (2 ->
+    :data:`DETAIL_CHANNELS`), ReLU, depthwise 3x3, pointwise back to 2."""
+    return nn.Sequential(nn.Conv2d(2, DETAIL_CHANNELS, 3, padding=1), nn.ReLU(),
+                         _depthwise(DETAIL_CHANNELS, 3, False), nn.Conv2d(DETAIL_CHANNELS, 2, 1))
 
 
 def _plain(cin: int, cout: int, k: int) -> nn.Conv2d:
