@@ -70,11 +70,11 @@ latency: $(STAMP)
 	    --json results/latency_torch.json
 
 # Export the shipped mobile models at every sf to every format, then parity on the test set.
-# MODEL:SF:SIZE, input sides = each sf's default budget (mobile_kernelnet/budget.py),
+# MODEL:SF:SIZE, input sides = each model's default budget at the sf (mobile_kernelnet/budget.py),
 # into exports/MODEL_mobile_sfN; EXTRA_EXPORTS into exports/MODEL_mobile_sfN@SIZE (other sizes).
 # A parity failure does not stop the other jobs; the target fails at the end.
-EXPORTS ?= kernelnet:2:192 kernelnet:3:168 kernelnet:4:128 s2k:2:192 s2k:3:168 s2k:4:128
-EXTRA_EXPORTS ?= kernelnet:2:144 kernelnet:2:256 s2k:2:144 s2k:2:256
+EXPORTS ?= kernelnet:2:192 kernelnet:3:168 kernelnet:4:128 s2k:2:128 s2k:3:168 s2k:4:128
+EXTRA_EXPORTS ?= kernelnet:2:144 kernelnet:2:256 s2k:2:144 s2k:2:192 s2k:2:256
 exports: testsets $(TOOLCHAIN)
 	status=0; for job in $(EXPORTS) $(addsuffix :extra,$(EXTRA_EXPORTS)); do model=$${job%%:*}; rest=$${job#*:}; \
 	    sf=$${rest%%:*}; rest=$${rest#*:}; size=$${rest%%:*}; name=$${model}_mobile_sf$$sf; at=; \
@@ -84,10 +84,13 @@ exports: testsets $(TOOLCHAIN)
 	    $(BIN)/mkn parity exports/$$name$$at --testset testsets --json results/parity_$${model}_sf$$sf$$at.json \
 	        || status=1; done; exit $$status
 
-# Desktop benchmark of both models' sf 2 exports (other input sizes are exported beside them).
+# Desktop benchmark of both models' sf 2 exports, MODEL:SIZES, the first size each model's
+# default budget (other input sizes are exported beside them).
+BENCH ?= kernelnet:192,256 s2k:128,192
 bench: testsets
-	for model in kernelnet s2k; do test -f exports/$${model}_mobile_sf2/manifest.json || $(MAKE) exports || exit 1; \
-	    $(BIN)/mkn bench exports/$${model}_mobile_sf2 --runs 50 --warmup 5 --threads 1,2 --sizes 192,256 \
+	for job in $(BENCH); do model=$${job%%:*}; sizes=$${job#*:}; \
+	    test -f exports/$${model}_mobile_sf2/manifest.json || $(MAKE) exports || exit 1; \
+	    $(BIN)/mkn bench exports/$${model}_mobile_sf2 --runs 50 --warmup 5 --threads 1,2 --sizes $$sizes \
 	    --testset testsets --json results/bench_$${model}_sf2.json || exit 1; done
 
 # Example on-device report from the fake device of the tests (host CPU, not a phone).

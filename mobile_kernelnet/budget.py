@@ -3,7 +3,8 @@
 A blur kernel is one small array per image, and KernelNet's FFT-1 needs edges, not
 megapixels. Every path — the PyTorch models, an exported file, parity, the benchmark and
 the phone runner contract — therefore feeds the estimator one ``S x S`` LR window,
-``S = BUDGETS[sf]`` unless chosen otherwise (an export's ``input_size``):
+``S = BUDGETS[sf]`` (or the model's own side, :data:`MODEL_BUDGETS`) unless chosen
+otherwise (an export's ``input_size``):
 
 * a side longer than ``S`` is cut to ``S`` where the window holds the most **edge
   energy** (sum of squared forward differences, the signal FFT-1's least squares is made
@@ -25,6 +26,11 @@ desktop and phone latency targets), and the test set's LR side rounded up at sf 
 made on validation images only (`tools/budget_study.py --sf 2`, NOTES.md): for both
 estimators, clean and at every camera level, the paired 95 % interval of the L1 difference
 between 192 px and the whole image holds 0 or favours 192 px (upper ends <= +0.016).
+
+S2K reads the window's amplitude spectrum, not its edges, and takes 128 px at sf 2: on the
+same validation cases (`results/budget_study_sf2.json`), 128 minus 192 px is -0.002 clean
+and -0.023 / -0.005 / +0.004 at the low / medium / high camera levels, every paired 95 %
+interval holding 0 or favouring 128 px, for 0.44x the pixels (issue 21's 2 ms target).
 """
 from __future__ import annotations
 
@@ -34,6 +40,9 @@ import numpy as np
 
 BUDGETS = {2: 192, 3: 168, 4: 128}
 """Default LR window side per scale factor (px)."""
+MODEL_BUDGETS = {"s2k": {2: 128}, "s2k-noadv": {2: 128}}
+"""Registered models whose window side differs from :data:`BUDGETS` at some sf: model ->
+{sf: side} (the S2K ablation follows S2K, so the two compare on the same pixels)."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +68,16 @@ class Window:
         return {**asdict(self), "image_shape": list(self.image_shape)}
 
 
-def budget_for(sf: int, size: int | None = None) -> int:
-    """The window side: ``size`` if given, else :data:`BUDGETS` ``[sf]``."""
+def budget_for(sf: int, size: int | None = None, model: str | None = None) -> int:
+    """The window side: ``size`` if given, else ``model``'s side at ``sf`` in
+    :data:`MODEL_BUDGETS`, else :data:`BUDGETS` ``[sf]``."""
     if size is not None:
         if size < 1:
             raise ValueError(f"budget must be a positive side in px, got {size}")
         return size
     if sf not in BUDGETS:
         raise ValueError(f"no default budget for sf {sf}; choose from {sorted(BUDGETS)}")
-    return BUDGETS[sf]
+    return MODEL_BUDGETS.get(model, {}).get(sf, BUDGETS[sf])
 
 
 def _best_offset(energy: np.ndarray, wh: int, ww: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from export.formats import FORMATS
 
-from .budget import BUDGETS, budget_for
+from .budget import BUDGETS, MODEL_BUDGETS, budget_for
 
 if TYPE_CHECKING:
     from export.manifest import Artifact
@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 SHADES = " .:-=+*#%@"
 EXPORT_FORMATS = tuple(FORMATS)
 """The names of :data:`export.formats.FORMATS` (a module light enough for the parser)."""
-DEFAULT_BUDGETS = " / ".join(str(BUDGETS[sf]) for sf in sorted(BUDGETS))
-"""The default LR window sides of :data:`budget.BUDGETS`, for help texts."""
+DEFAULT_BUDGETS = (" / ".join(str(BUDGETS[sf]) for sf in sorted(BUDGETS)) + " at sf " + " / ".join(map(str, sorted(BUDGETS)))
+                   + "".join(f"; {model} " + ", ".join(f"{side} at sf {sf}" for sf, side in sides.items())
+                             for model, sides in MODEL_BUDGETS.items()))
+"""The default LR window sides of :mod:`budget` (per sf, and the models' own), for help texts."""
 
 EXIT_OK, EXIT_INPUT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 """Exit codes of every command: 0 all done; 1 some inputs (images, runs, formats) failed
@@ -190,7 +192,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
     try:
-        manifest = export(args.model, args.config, args.sf, budget_for(args.sf, args.input_size), args.to, args.out,
+        manifest = export(args.model, args.config, args.sf, budget_for(args.sf, args.input_size, args.model), args.to, args.out,
                           overwrite=args.overwrite, calibration_n=args.calibration_images, npu=args.npu)
     except ExportError as exc:
         print(f"mkn export: error: {exc}", file=sys.stderr)
@@ -509,7 +511,8 @@ def cmd_ship_check(args: argparse.Namespace) -> int:
     print(f"{report['model']} {report['config']} sf{report['sf']}: {args.run} vs the shipped weights "
           f"({report['rule']} rule)")
     for name, c in report["criteria"].items():
-        print(f"  {name:<15} run {c['run']:.4f}  shipped {c['shipped']:.4f}  {'pass' if c['pass'] else 'FAIL'}")
+        ci = "  95% CI [{:+.4f}, {:+.4f}]".format(*c["difference_95ci"]) if "difference_95ci" in c else ""
+        print(f"  {name:<24} run {c['run']:.4f}  shipped {c['shipped']:.4f}{ci}  {'pass' if c['pass'] else 'FAIL'}")
     by_family = report["natural_by_family"]
     print("  natural set by family, run / shipped / fixed-gaussian (information, not a criterion):")
     for split, families in by_family["run"].items():
@@ -561,8 +564,7 @@ def add_estimator_options(parser: argparse.ArgumentParser) -> None:
                              "the same window, padded to its input size")
     parser.add_argument("--model-file", type=Path, help="an artifact of `mkn export` (its manifest.json beside it)")
     parser.add_argument("--budget", type=positive_int,
-                        help=f"LR window side the estimator sees (default: {DEFAULT_BUDGETS} at sf 2 / 3 / 4; "
-                             "see budget.py)")
+                        help=f"LR window side the estimator sees (default: {DEFAULT_BUDGETS}; see budget.py)")
 
 
 def add_estimate_collection_parser(sub) -> None:
@@ -601,7 +603,8 @@ def add_export_parser(sub) -> None:
     x.add_argument("--config", default="mobile")
     x.add_argument("--sf", type=int, choices=(2, 3, 4), required=True)
     x.add_argument("--input-size", type=int, default=None,
-                   help=f"LR input side the files are fixed to (px; default: the sf's budget, {DEFAULT_BUDGETS})")
+                   help=f"LR input side the files are fixed to (px; default: the model's budget at the sf, "
+                        f"{DEFAULT_BUDGETS})")
     x.add_argument("--to", action=ListOption, default=["all"], choices=("all", *EXPORT_FORMATS), metavar="FORMAT",
                    help=f"formats: all or any of {', '.join(EXPORT_FORMATS)}")
     x.add_argument("--out", type=Path, required=True, help="export directory (built aside, renamed when done)")

@@ -70,7 +70,7 @@ class KernelEstimator:
     ``model`` / ``config``: a registered PyTorch model; or ``artifact``, a file written by
     `mkn export` (its manifest beside it), run in its runtime (``artifact_format``, if
     given, must be the format its manifest records for it). ``budget``: the LR window
-    side (default :data:`budget.BUDGETS` ``[sf]``; an artifact uses its own input size,
+    side (default :func:`budget.budget_for` of the model at ``sf``; an artifact uses its own input size,
     the window reflect-padded to it). Raises ValueError for an artifact of another sf or
     format, FileNotFoundError for a missing one.
     """
@@ -80,7 +80,7 @@ class KernelEstimator:
                  artifact_format: str | None = None, threads: int | None = None):
         self.sf = sf
         if artifact is None:
-            self.size, self.net, self.source = budget_for(sf, budget), _model(model, sf, config), model
+            self.size, self.net, self.source = budget_for(sf, budget, model), _model(model, sf, config), model
             return
         from export.manifest import find_artifact
         from export.runtimes import open_runner
@@ -98,9 +98,10 @@ class KernelEstimator:
     @classmethod
     def from_module(cls, net: torch.nn.Module, sf: int, source: str, budget: int | None = None) -> "KernelEstimator":
         """An estimator around a PyTorch module not (yet) in the registry, e.g. weights
-        being trained: ``net`` maps ``(1, 1, H, W)`` LR to ``(1, 1, K, K)`` kernels."""
+        being trained: ``net`` maps ``(1, 1, H, W)`` LR to ``(1, 1, K, K)`` kernels; a
+        ``source`` naming a registered model gets that model's default budget."""
         est = cls.__new__(cls)
-        est.sf, est.size, est.net, est.source = sf, budget_for(sf, budget), net.eval(), source
+        est.sf, est.size, est.net, est.source = sf, budget_for(sf, budget, source), net.eval(), source
         return est
 
     def __call__(self, image: np.ndarray | str | Path) -> Estimate:

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from mobile_kernelnet.budget import BUDGETS, apply_window, budget_for, budget_input, pad_to_budget, select_window
-from mobile_kernelnet.estimation import estimate_kernel
+from mobile_kernelnet.budget import (BUDGETS, MODEL_BUDGETS, apply_window, budget_for, budget_input, pad_to_budget,
+                                     select_window)
+from mobile_kernelnet.estimation import KernelEstimator, estimate_kernel
+from mobile_kernelnet.models import list_models
 
 
 def _photo(rng, shape=(1200, 1800), at=(700, 1100), side=200):
@@ -39,6 +41,16 @@ def test_default_budget_is_the_table_unless_a_side_is_given():
     assert [budget_for(sf) for sf in (2, 3, 4)] == [BUDGETS[sf] for sf in (2, 3, 4)] and budget_for(3, 96) == 96
     with pytest.raises(ValueError):
         budget_for(2, 0)
+
+
+def test_a_model_with_its_own_budget_gets_it_by_default_and_only_at_its_sfs(rng):
+    """S2K sees 128 px at sf 2 (budget.py), KernelNet the sf's 192; an explicit side wins."""
+    assert set(MODEL_BUDGETS) <= set(list_models())
+    assert budget_for(2, None, "s2k") == 128 != budget_for(2, None, "kernelnet") == BUDGETS[2]
+    assert budget_for(4, None, "s2k") == BUDGETS[4] and budget_for(2, 160, "s2k") == 160
+    photo = _photo(rng, shape=(400, 600), at=(100, 200), side=200)
+    s2k, kernelnet = KernelEstimator(2, "s2k")(photo), KernelEstimator(2, "kernelnet")(photo)
+    assert (s2k.window.height, kernelnet.window.height) == (128, BUDGETS[2])
 
 
 def test_estimate_cost_does_not_grow_with_the_photo(rng):

@@ -263,13 +263,14 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     with both sides scored on the same images, and the report lands in the run folder."""
     from mobile_kernelnet.cli import main
     from mobile_kernelnet.models import create_model
+    from mobile_kernelnet.budget import budget_for
     from mobile_kernelnet.ship_check import natural_errors, natural_scores
 
     Trainer(TrainConfig(model="s2k", camera=True, **TINY), tmp_path / "run").run()
     assert main(["ship-check", str(tmp_path / "run")]) == 1
     report = json.loads((tmp_path / "run" / "ship_check.json").read_text())
     assert not report["ship"] and not report["criteria"]["natural_camera"]["pass"]
-    errors, families, _ = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2)
+    errors, families, _ = natural_errors({"shipped": create_model("s2k", 2, "mobile")}, 2, budget_for(2, None, "s2k"))
     shipped = errors["shipped"]
     assert report["natural"]["shipped"] == natural_scores(shipped) and report["natural"]["cases"] == 180
     by_family = report["natural_by_family"]["shipped"]["high"]
@@ -285,6 +286,12 @@ def test_ship_check_refuses_a_run_that_is_worse_than_the_shipped_weights(tmp_pat
     cheaper = json.loads((tmp_path / "run" / "ship_check.json").read_text())
     assert cheaper["ship"] and cheaper["rule"] == "cheaper, within +5.0"
     assert cheaper["natural"] == report["natural"]
+    # ... on each source of the natural set alone too (90 photo and 90 texture cases)
+    for split in ("clean", "camera"):
+        halves = [cheaper["criteria"][f"natural_{split}_{source}"] for source in ("photos", "textures")]
+        assert all(h["pass"] for h in halves) and f"natural_{split}_photos" not in report["criteria"]
+        assert np.mean([h["run"] for h in halves]) == pytest.approx(report["natural"]["run"][split])
+        assert halves[0]["run"] != pytest.approx(halves[1]["run"])
     Trainer(TrainConfig(model="s2k", **TINY), tmp_path / "lab").run()
     assert main(["ship-check", str(tmp_path / "lab")]) == 2  # a usage error: nothing was judged
     assert "not a camera run" in capsys.readouterr().err

@@ -72,9 +72,9 @@ def study(sf: int, seeds: int, models: list[str]) -> dict:
                 for name, params in SETTINGS.items():
                     lr = (quantize_8bit(torch.from_numpy(clean)).numpy() if params is None
                           else camera_np(clean, params, np.random.default_rng([seed, sf, i, j, 7])))
-                    lr = torch.from_numpy(apply_window(lr, select_window(lr, budget_for(sf, None))))
                     for model, net in nets.items():
-                        est = net(lr[None, None])[0, 0].numpy()
+                        window = select_window(lr, budget_for(sf, None, model))
+                        est = net(torch.from_numpy(apply_window(lr, window))[None, None])[0, 0].numpy()
                         rows.setdefault((model, name, family), []).append(
                             [radius(est) - radius(k)] + [kernel_l1(widen(est, s), k) for s in WIDENINGS])
     out = {"sf": sf, "seeds": seeds, "widenings_px": list(WIDENINGS), "results": []}

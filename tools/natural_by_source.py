@@ -11,18 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
+from mobile_kernelnet.budget import budget_for
 from mobile_kernelnet.imio import write_json
 from mobile_kernelnet.models import create_model
-from mobile_kernelnet.ship_check import natural_errors, run_model
+from mobile_kernelnet.ship_check import SOURCES, case_sources, natural_errors, run_model
 
 SPLITS = ("clean", "high")
 
 
-def by_source(errors: dict[str, np.ndarray], families: np.ndarray, photos: np.ndarray) -> dict[str, dict[str, float]]:
+def by_source(errors: dict[str, np.ndarray], families: np.ndarray, sources: np.ndarray) -> dict[str, dict[str, float]]:
     """One model's :func:`ship_check.natural_errors` as ``{"<split>/<source>": {family: mean}}``;
-    ``photos`` (N,) bool marks the packaged-photo cases."""
-    return {f"{split}/{source}": {str(f): float(errors[split][mask & (families == f)].mean()) for f in np.unique(families)}
-            for split in SPLITS for source, mask in (("photo", photos), ("texture", ~photos))}
+    ``sources`` (N,) is each case's :func:`ship_check.case_sources` entry."""
+    return {f"{split}/{source}": {str(f): float(errors[split][(sources == source) & (families == f)].mean())
+                                  for f in np.unique(families)}
+            for split in SPLITS for source in SOURCES}
 
 
 def main() -> None:
@@ -33,9 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     models = {"shipped": create_model("kernelnet", args.sf, "mobile")}
     models.update({run.name: run_model(run)[0] for run in args.runs})
-    errors, families, cases = natural_errors(models, args.sf)
-    photos = ~np.char.startswith(cases.astype(str), "texture")
-    result = {name: by_source(per, families, photos) for name, per in errors.items()}
+    errors, families, cases = natural_errors(models, args.sf, budget_for(args.sf, None, "kernelnet"))
+    result = {name: by_source(per, families, case_sources(cases)) for name, per in errors.items()}
     for name, rows in result.items():
         print(name)
         for key, means in rows.items():
