@@ -13,8 +13,8 @@ hits every target alike while no two targets share a process, an allocator or a
 thread pool. A turn is **two calls back to back**: the first, after the target sat idle
 for a round, wakes its runtime's worker threads (kept as ``extra["cold_latency_ms_median"]``);
 the second is the steady-state latency (``latency_ms_median`` / ``latency_ms_p90``, what
-TFLite's ``benchmark_model`` and ONNX Runtime's perf test time). On this 2-core VM an idle
-2-thread pool costs several ms to wake (NOTES.md), so the cold call is the noisier number.
+TFLite's ``benchmark_model`` and ONNX Runtime's perf test time). On this 2-core VM the cold
+call of a ~1 ms graph at 2 threads takes about 1.4 ms longer (NOTES.md).
 
 Busy machine: the sgemm peak (:func:`roofline.sgemm_peak_gflops`, compute) and the copy
 bandwidth (:func:`roofline.copy_bandwidth_gbs`, memory: what these small-op graphs are
