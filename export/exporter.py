@@ -34,9 +34,10 @@ from mobile_kernelnet.models.registry import StagedEstimator, model_entry, weigh
 
 from .calibration import calibration_images
 from .gpu import gpu_check
-from .formats import FORMATS, ExportFormat
+from .formats import FORMATS, ExportFormat, feeds_full_integer
 from .manifest import Artifact, Manifest, TensorIO, sha256, tool_versions, write_manifest
 from .npu import NpuTarget, compile_for
+from .conv_rewrite import BLOCK, block_wide_convs
 from .onnx_formats import StageOutputs, export_onnx
 from .tflite_formats import Conversion, TFLiteChain, analyze_tflite, tflite_io
 
@@ -69,9 +70,13 @@ class ExportJob:
     def stem(self) -> str:
         return f"{self.model}_{self.config}_sf{self.sf}_{self.input_size}"
 
-    def module(self, backend: str) -> StageOutputs:
-        """The estimator with ``backend`` spectral ops, wrapped to output every stage."""
+    def module(self, backend: str, blocked: bool = True) -> StageOutputs:
+        """The estimator with ``backend`` spectral ops, wrapped to output every stage; with
+        ``blocked`` and an even input side its wide few-input convolutions are in blocked form
+        (:mod:`conv_rewrite`: the same outputs, fast int8 kernels, a ``DEPTH_TO_SPACE`` op)."""
         net = staged_model(self.model, self.config, self.sf)
+        if blocked and self.input_size % BLOCK == 0:
+            block_wide_convs(net)
         return StageOutputs(net.set_spectral_backend(backend), net.stage_names).eval()
 
     def example(self) -> torch.Tensor:
@@ -135,7 +140,9 @@ def build_onnx(fmt: ExportFormat) -> Callable[[ExportJob], dict]:
 
     def build(job: ExportJob) -> dict:
         file = f"{job.stem}{fmt.suffix}"
-        info = export_onnx(job.module(backend), job.example(), job.work / file, fmt.spectral_mode)
+        # TensorFlow's 16x8 quantiser has no DEPTH_TO_SPACE: a full integer file's source keeps plain convs
+        info = export_onnx(job.module(backend, blocked=not feeds_full_integer(fmt.name)), job.example(),
+                           job.work / file, fmt.spectral_mode)
         return {"file": file, "runtime": fmt.runtime, **info}
     build.__doc__ = f"ONNX with the FFT stages as {'DFT ops' if fmt.spectral_mode == 'dft' else 'constant-matrix MatMuls'}" \
                     f"{' split into int8-exact factors' if fmt.spectral_mode == 'matmul-int8' else ''}."

@@ -61,3 +61,9 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
                  ("onnx-matmul-int8",), "int16x8", full_integer=True),
 )}
 TFLITE_KINDS = tuple(f.tflite_kind for f in FORMATS.values() if f.tflite_kind)
+
+
+def feeds_full_integer(name: str) -> bool:
+    """Whether a full-integer format is converted from format ``name`` (its graph may then
+    hold only ops TensorFlow's 16x8 quantiser takes)."""
+    return any(f.full_integer and name in f.needs for f in FORMATS.values())

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .conv_rewrite import depth_to_space_dcr
+
 OPSET = {"dft": 20, "matmul": 18, "matmul-int8": 18}
 #: onnxoptimizer passes onnxsim must not run: fusing ``MatMul + Add`` into ``Gemm`` takes a
 #: bias that is itself a MatMul's output (``x @ hi + x @ lo`` of ``matmul-int8``) and leaves
@@ -45,7 +47,8 @@ def export_onnx(module: StageOutputs, example: torch.Tensor, path: Path, mode: s
     file at ``path``, simplified with onnxsim and checked. ``mode``: ``"dft"`` (the
     model must use the ``torch`` spectral backend), ``"matmul"`` or ``"matmul-int8"`` (the
     spectral backends of those names). Returns the
-    manifest fields: opset, node counts before/after onnxsim, op counts, I/O."""
+    manifest fields: opset, node counts before/after onnxsim, op counts, how many blocked
+    convolutions' depth-to-space were turned to DCR (:func:`conv_rewrite.depth_to_space_dcr`), I/O."""
     import onnx
     from onnxsim import simplify
 
@@ -61,6 +64,7 @@ def export_onnx(module: StageOutputs, example: torch.Tensor, path: Path, mode: s
     simplified, ok = simplify(exported, skipped_optimizers=SKIPPED_OPTIMIZERS)
     if not ok:
         raise RuntimeError("onnxsim could not validate the simplified model against the original")
+    blocked = depth_to_space_dcr(simplified)
     onnx.checker.check_model(simplified, full_check=True)
     ops = op_counts(simplified)
     if mode != "dft" and "DFT" in ops:
@@ -70,6 +74,6 @@ def export_onnx(module: StageOutputs, example: torch.Tensor, path: Path, mode: s
         shapes = [list(t.shape) for t in module(example)]
     return {"opset": OPSET[mode], "spectral_mode": mode,
             "nodes_before_onnxsim": len(exported.graph.node), "nodes_after_onnxsim": len(simplified.graph.node),
-            "ops": ops,
+            "ops": ops, "blocked_convs": blocked,
             "inputs": [{"name": "lr", "shape": list(example.shape), "layout": "NCHW"}],
             "outputs": [{"name": n, "shape": s, "layout": "NCHW"} for n, s in zip(module.names, shapes)]}

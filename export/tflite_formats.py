@@ -41,8 +41,10 @@ import numpy as np
 from .formats import TFLITE_KINDS
 from .manifest import TensorIO
 
-INT8_OP_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "TANH", "LOGISTIC", "LEAKY_RELU")
-"""Op types quantised in ``int8``; all others are kept float."""
+INT8_OP_TYPES = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "DEPTH_TO_SPACE", "TANH", "LOGISTIC",
+                 "LEAKY_RELU")
+"""Op types quantised in ``int8``; all others are kept float (``DEPTH_TO_SPACE`` only moves
+values: it joins a blocked convolution, :mod:`conv_rewrite`, to the CNN run it belongs to)."""
 ONNX2TF_FLAGS = ("-dsm", "-osd", "-nuo")
 """``-dsm`` skips the strict accuracy-correction pass that cannot handle a Mul by a
 scalar constant; ``-osd`` writes the SavedModel with a ``serving_default`` signature;
