@@ -19,6 +19,8 @@ permuting the producing convolution's output channels.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -56,23 +58,17 @@ class BlockedConv(nn.Module):
         taps = 2 * reach + 1
         self.split = nn.Conv2d(c, c * r * r, r, stride=r, bias=False)  # space-to-depth, one-hot
         split = torch.zeros(c * r * r, c, r, r)
-        for ci in range(c):
-            for by in range(r):
-                for bx in range(r):
-                    split[ci * r * r + by * r + bx, ci, by, bx] = 1.0
+        for ci, by, bx in itertools.product(range(c), range(r), range(r)):
+            split[ci * r * r + by * r + bx, ci, by, bx] = 1.0
         self.split.weight = nn.Parameter(split, requires_grad=False)
         weight = torch.zeros(o * r * r, c * r * r, taps, taps)
         w = conv.weight.detach()
-        for ay in range(r):
-            for ax in range(r):
-                for by in range(r):
-                    for bx in range(r):
-                        for qy in range(-reach, reach + 1):
-                            for qx in range(-reach, reach + 1):
-                                ty, tx = r * qy + by - ay, r * qx + bx - ax
-                                if abs(ty) <= half and abs(tx) <= half:
-                                    weight[ay * r + ax::r * r, by * r + bx::r * r, qy + reach, qx + reach] = \
-                                        w[:, :, ty + half, tx + half]
+        offsets = range(-reach, reach + 1)
+        # output phase (ay, ax) of block P reads input phase (by, bx) of block P + q at tap r q + b - a
+        for ay, ax, by, bx, qy, qx in itertools.product(range(r), range(r), range(r), range(r), offsets, offsets):
+            ty, tx = r * qy + by - ay, r * qx + bx - ax
+            if abs(ty) <= half and abs(tx) <= half:
+                weight[ay * r + ax::r * r, by * r + bx::r * r, qy + reach, qx + reach] = w[:, :, ty + half, tx + half]
         self.phases = nn.Conv2d(c * r * r, o * r * r, taps, padding=reach, bias=conv.bias is not None)
         self.phases.weight = nn.Parameter(weight, requires_grad=False)
         if conv.bias is not None:
@@ -84,10 +80,13 @@ class BlockedConv(nn.Module):
         return F.pixel_shuffle(self.phases(self.split(x)), BLOCK)
 
 
-def block_wide_convs(model: nn.Module) -> list[str]:
+def block_wide_convs(model: nn.Module, input_size: int) -> list[str]:
     """Replace, in place, every :func:`rewritable` convolution of ``model`` by its
-    :class:`BlockedConv`; returns the replaced modules' names. The model must then only see
-    inputs whose maps at those convolutions have even sides."""
+    :class:`BlockedConv` and return the replaced modules' names -- none when ``input_size``
+    (the side of the inputs the model will see) is not a multiple of the block. The maps at
+    those convolutions must have the input's size (true of KernelNet's gradient entry)."""
+    if input_size % BLOCK:
+        return []
     names = [name for name, m in model.named_modules() if rewritable(m)]
     for name in names:
         parent_name, _, child = name.rpartition(".")

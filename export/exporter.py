@@ -33,11 +33,11 @@ from mobile_kernelnet.models import create_model
 from mobile_kernelnet.models.registry import StagedEstimator, model_entry, weights_path
 
 from .calibration import calibration_images
+from .conv_rewrite import block_wide_convs
 from .gpu import gpu_check
 from .formats import FORMATS, ExportFormat, feeds_full_integer
 from .manifest import Artifact, Manifest, TensorIO, sha256, tool_versions, write_manifest
 from .npu import NpuTarget, compile_for
-from .conv_rewrite import BLOCK, block_wide_convs
 from .onnx_formats import StageOutputs, export_onnx
 from .tflite_formats import Conversion, TFLiteChain, analyze_tflite, tflite_io
 
@@ -72,11 +72,11 @@ class ExportJob:
 
     def module(self, backend: str, blocked: bool = True) -> StageOutputs:
         """The estimator with ``backend`` spectral ops, wrapped to output every stage; with
-        ``blocked`` and an even input side its wide few-input convolutions are in blocked form
-        (:mod:`conv_rewrite`: the same outputs, fast int8 kernels, a ``DEPTH_TO_SPACE`` op)."""
+        ``blocked`` its wide few-input convolutions are in blocked form where the input side
+        allows (:mod:`conv_rewrite`: the same outputs, fast int8 kernels, a ``DEPTH_TO_SPACE`` op)."""
         net = staged_model(self.model, self.config, self.sf)
-        if blocked and self.input_size % BLOCK == 0:
-            block_wide_convs(net)
+        if blocked:
+            block_wide_convs(net, self.input_size)
         return StageOutputs(net.set_spectral_backend(backend), net.stage_names).eval()
 
     def example(self) -> torch.Tensor:

@@ -56,10 +56,11 @@ SOURCES = ("photos", "textures")
 def natural_errors(models: dict[str, nn.Module], sf: int, budget: int) -> tuple[dict[str, dict[str, np.ndarray]],
                                                                                 np.ndarray, np.ndarray]:
     """Per-case kernel L1 ``(N,)`` of each of ``models``, each seeing the LR window of side
-    ``budget`` (:mod:`budget`), on :func:`sr_tuning.tuning_cases` at ``sf`` for seeds ``0 .. NATURAL_SEEDS - 1`` with :data:`NATURAL_TEXTURES` textures, per
-    split (``clean`` and each camera level): ``({name: {split: errors}}, families (N,),
-    cases (N,))``, the cases' kernel families and names (``<image>_<family>``, the procedural
-    images named ``texture<i>``; the same order in every split). The images are made once per seed and
+    ``budget`` (:mod:`budget`), on :func:`sr_tuning.tuning_cases` at ``sf`` for seeds
+    ``0 .. NATURAL_SEEDS - 1`` with :data:`NATURAL_TEXTURES` textures, per split (``clean``
+    and each camera level): ``({name: {split: errors}}, families (N,), cases (N,))``, the
+    cases' kernel families and names (``<image>_<family>``, the procedural images named
+    ``texture<i>``; the same order in every split). The images are made once per seed and
     every model sees the same cases."""
     from .sr_tuning import tuning_cases, tuning_images
 
@@ -134,9 +135,9 @@ def ship_check(run: str | Path, within: float | None = None) -> dict:
         "fixed-gaussian", cfg.sf)}, cfg.sf, budget_for(cfg.sf, None, cfg.shipped_name))
     run_err, ship_err = errors["run"], errors["shipped"]
     run_nat, ship_nat = natural_scores(run_err), natural_scores(ship_err)
-    clean_ci = paired_mean_difference_ci(run_err["clean"], ship_err["clean"])
-    camera_ci = paired_mean_difference_ci(np.mean([run_err[v] for v in LEVELS], axis=0),
-                                          np.mean([ship_err[v] for v in LEVELS], axis=0))
+    per_case = {"clean": (run_err["clean"], ship_err["clean"]),  # (run, shipped) per-case L1, (N,) each
+                "camera": tuple(np.mean([e[v] for v in LEVELS], axis=0) for e in (run_err, ship_err))}
+    clean_ci, camera_ci = (paired_mean_difference_ci(*per_case[split]) for split in ("clean", "camera"))
     val = info["best_val"]
     clean_bar, camera_bar = (CLEAN_ALLOWANCE, None) if within is None else (within, within)
     criteria = {
@@ -154,9 +155,7 @@ def ship_check(run: str | Path, within: float | None = None) -> dict:
         sources = case_sources(cases)
         for source in SOURCES:
             mask = sources == source
-            for split, run_e, ship_e in (("clean", run_err["clean"], ship_err["clean"]),
-                                         ("camera", np.mean([run_err[v] for v in LEVELS], axis=0),
-                                          np.mean([ship_err[v] for v in LEVELS], axis=0))):
+            for split, (run_e, ship_e) in per_case.items():
                 ci = paired_mean_difference_ci(run_e[mask], ship_e[mask])
                 criteria[f"natural_{split}_{source}"] = {
                     "run": float(run_e[mask].mean()), "shipped": float(ship_e[mask].mean()),
