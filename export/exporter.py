@@ -35,6 +35,7 @@ from mobile_kernelnet.models.registry import StagedEstimator, model_entry, weigh
 from .calibration import calibration_images
 from .conv_rewrite import block_wide_convs
 from .gpu import gpu_check
+from .int8_edges import choose_int8
 from .formats import FORMATS, ExportFormat, feeds_full_integer
 from .manifest import Artifact, Manifest, TensorIO, sha256, tool_versions, write_manifest
 from .npu import NpuTarget, compile_for
@@ -95,8 +96,9 @@ class ExportJob:
 
     def conversion(self, fmt: ExportFormat) -> tuple[Conversion, dict]:
         """The conversion of the TFLite format ``fmt`` and the manifest's ``quantization``
-        record of it: ``int8`` keeps the fp32 file's non-CNN ops and CNN edges float,
-        calibrated on training-source images, and records why (from the model's entry)."""
+        record of it: ``int8`` keeps the fp32 file's non-CNN ops float and the CNN edges
+        a check does not let go (:mod:`int8_edges`), calibrated on training-source images,
+        and records why (from the model's entry)."""
         kind = fmt.tflite_kind
         record = {"mode": kind, "detail": fmt.quantization}
         if kind == "int16x8":
@@ -105,9 +107,11 @@ class ExportJob:
         if kind != "int8":
             return Conversion(kind), record
         lr, source = calibration_images(self.sf, self.input_size, self.calibration_n)
-        conversion = self.tflite().selective_int8(lr.transpose(0, 2, 3, 1))
+        onnx = self.built[fmt.needs[0]]
+        conversion, edges = choose_int8(self.tflite(fmt.needs[0]), lr.transpose(0, 2, 3, 1), self.sf,
+                                        (onnx.inputs, onnx.outputs), fmt.tolerance.delta_l1)
         record.update(float_op_types=list(conversion.float_op_types), float_nodes=list(conversion.float_nodes),
-                      calibration=source,
+                      edges=edges, calibration=source,
                       why_float=create_model(self.model, self.sf, self.config, pretrained=False).int8_float_reason)
         return conversion, record
 

@@ -4,7 +4,7 @@
 ``onnx-matmul`` file -> :meth:`~TFLiteChain.saved_model` (onnx2tf) ->
 :meth:`~TFLiteChain.fp32` (the plain conversion, which ``int8`` also reads its op list
 and CNN edges from) -> :meth:`~TFLiteChain.convert` for each kind, described by one
-:class:`Conversion`.
+:class:`Conversion` (:meth:`~TFLiteChain.trial` converts a candidate to check first).
 
 * :func:`run_onnx2tf` translates the ONNX graph to a TensorFlow SavedModel (in
   a subprocess, its own output kept in a log).
@@ -16,7 +16,8 @@ and CNN edges from) -> :meth:`~TFLiteChain.convert` for each kind, described by 
   every other op -- the FFT products, the eq. 11 division, the spectrum powers and
   the normalisations, whose dynamic range int8 cannot hold (a fully integer model
   fails outright in the quantised DIV) -- stays float (TensorFlow's
-  QuantizationDebugger ``denylisted_ops``). Inputs and outputs stay float32.
+  QuantizationDebugger ``denylisted_ops``), and so do the CNNs' edges that a check does
+  not let go (:mod:`export.int8_edges`). Inputs and outputs stay float32.
 * ``int16x8`` is full integer (TensorFlow's 16x8 mode: int16 activations, int8 weights, every
   op; float32 input and output quantised at the edges): what a fixed-point NPU runs whole.
   It converts only models written in the forms of :mod:`mobile_kernelnet.models.quantisable`
@@ -75,19 +76,36 @@ def run_onnx2tf(onnx_path: Path, out_dir: Path, log_path: Path, timeout_s: float
     return out_dir
 
 
-def cnn_edge_nodes(fp32_path: Path) -> list[str]:
-    """Names (output tensors) of the int8-able ops at the edges of each CNN run in a float
-    TFLite model: the op whose data input comes from outside the run (a graph input or
-    a float op), and the op whose output leaves it (a graph output or read by a float
-    op), with the convolution feeding it when that op is an activation. Kept float in
-    ``int8``: the LR gradients going in and the sharp gradients / kernel coming out
-    are small signals that int8 steps of 1/128 swamp (sf 4 parity fails otherwise)."""
+IMAGE_SIZED = 1 / 4
+"""An op's map is image-sized when it has at least this share of the input's pixels (KernelNet's
+gradient CNN: full and half resolution); smaller maps (kernel-sized: KernelNet's refinement CNN)
+cost next to nothing whatever their precision."""
+
+
+@dataclass(frozen=True)
+class CnnEdge:
+    """An int8-able op at the edge of a CNN run (:func:`cnn_edges`): its output tensor's
+    ``name`` and whether its map is image-sized (:data:`IMAGE_SIZED`)."""
+
+    name: str
+    image_sized: bool
+
+
+def cnn_edges(fp32_path: Path) -> list[CnnEdge]:
+    """The int8-able ops at the edges of each CNN run in a float TFLite model: the op whose
+    data input comes from outside the run (a graph input or a float op), and the op whose
+    output leaves it (a graph output or read by a float op), with the convolution feeding it
+    when that op is an activation. The LR gradients going in and the sharp gradients / kernel
+    coming out are small signals that int8 steps of 1/128 can swamp (sf 4 parity fails with
+    them all int8), so ``int8`` keeps them float unless a check allows otherwise
+    (:mod:`export.int8_edges`)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(fp32_path))
-    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # the only listing of op inputs/outputs LiteRT offers
     graph_out = {d["index"] for d in interp.get_output_details()}
+    input_pixels = _pixels(interp.get_input_details()[0]["shape"])
     producer = {t: op["index"] for op in ops for t in op["outputs"]}
     consumers: dict[int, list[int]] = {}
     for op in ops:
@@ -105,7 +123,13 @@ def cnn_edge_nodes(fp32_path: Path) -> list[str]:
             edges.add(op["index"])
             if op["op_name"] in ("TANH", "LOGISTIC", "LEAKY_RELU") and producer.get(src) in in_cnn:
                 edges.add(producer[src])
-    return [names[int(ops[i]["outputs"][0])] for i in sorted(edges)]
+    outputs = [tensors[int(ops[i]["outputs"][0])] for i in sorted(edges)]
+    return [CnnEdge(t["name"], _pixels(t["shape"]) >= IMAGE_SIZED * input_pixels) for t in outputs]
+
+
+def _pixels(nhwc_shape) -> int:
+    """``H * W`` of an NHWC shape."""
+    return int(np.prod(nhwc_shape[1:-1]))
 
 
 CALIBRATED_KINDS = ("int8", "int16x8")
@@ -208,6 +232,7 @@ class TFLiteChain:
         self.onnx_file, self.scratch, self.logs, self.log_prefix = onnx_file, scratch, logs, log_prefix
         self._saved_model: Path | None = None
         self._fp32: Path | None = None
+        self._trials: list[tuple[Conversion, Path]] = []
 
     def saved_model(self) -> Path:
         """Step 1: onnx2tf's SavedModel (onnx2tf rewrites the file it is given, so it gets a copy)."""
@@ -225,21 +250,37 @@ class TFLiteChain:
             self._fp32 = path
         return self._fp32
 
-    def selective_int8(self, calibration: np.ndarray) -> Conversion:
+    def selective_int8(self, calibration: np.ndarray, image_edges_int8: bool = False) -> Conversion:
         """The ``int8`` conversion of this chain calibrated on ``calibration`` ``(N, S, S, 1)``
-        float32 (NHWC): int8 inside the CNNs (:data:`INT8_OP_TYPES`), every other op type of
-        the fp32 file and the CNNs' edge ops (:func:`cnn_edge_nodes`) float."""
+        float32 (NHWC): int8 inside the CNNs (:data:`INT8_OP_TYPES`); every other op type of
+        the fp32 file float, and so are the CNNs' edge ops (:func:`cnn_edges`) -- but for
+        the image-sized ones with ``image_edges_int8``."""
         fp32 = self.fp32()
         return Conversion("int8", calibration,
                           tuple(sorted(op for op in analyze_tflite(fp32)["ops"] if op not in INT8_OP_TYPES)),
-                          tuple(cnn_edge_nodes(fp32)))
+                          tuple(e.name for e in cnn_edges(fp32) if not (image_edges_int8 and e.image_sized)))
 
     def convert(self, conversion: Conversion, out: Path) -> None:
-        """Step 3: write the TFLite file of ``conversion`` to ``out`` (fp32: a copy of step 2)."""
-        if conversion.kind == "fp32":
-            shutil.copyfile(self.fp32(), out)
+        """Step 3: write the TFLite file of ``conversion`` to ``out`` (fp32: a copy of step 2;
+        a conversion already made by :meth:`trial`: a copy of that file)."""
+        made = self.fp32() if conversion.kind == "fp32" else self._trial_file(conversion)
+        if made is not None:
+            shutil.copyfile(made, out)
         else:
             convert_isolated(self.saved_model(), conversion, out, self.logs / f"{self.log_prefix}convert-{conversion.kind}.log")
+
+    def trial(self, conversion: Conversion, name: str) -> Path:
+        """The TFLite file of ``conversion`` in the scratch folder as ``name``.tflite (its log
+        ``convert-name.log``), for a check before choosing; :meth:`convert` reuses it."""
+        path = self._trial_file(conversion)
+        if path is None:
+            path = self.scratch / f"{name}.tflite"
+            convert_isolated(self.saved_model(), conversion, path, self.logs / f"{self.log_prefix}convert-{name}.log")
+            self._trials.append((conversion, path))
+        return path
+
+    def _trial_file(self, conversion: Conversion) -> Path | None:
+        return next((path for made, path in self._trials if made is conversion), None)
 
 
 _OP = re.compile(r"^\s*Op#(\d+) (\w+)\((.*?)\) -> \[(.*?)\]")

@@ -84,6 +84,10 @@ def test_manifest_records_files_layouts_and_tools(exported):
     assert "DIV" in q["float_op_types"] and "CONV_2D" not in q["float_op_types"]
     assert q["why_float"] == create_model("kernelnet", 2, "mobile").int8_float_reason  # the model's words
     assert m.artifacts["tflite-int8"].details["numeric"]["int8"].get("CONV_2D", 0) > 0
+    edges, tolerance = q["edges"], FORMATS["tflite-int8"].tolerance.delta_l1
+    int8_edges = edges["chosen"] == "image-sized edges int8"
+    assert int8_edges == (edges["image_edges_int8"]["distance_mean"] <= tolerance)
+    assert int8_edges == (q["float_nodes"] == edges["image_edges_int8"]["float_nodes"])
     # the typed manifest writes back exactly the JSON it read
     assert m.to_json() == json.loads((exported / "manifest.json").read_text())
 
@@ -262,6 +266,32 @@ def test_tflite_conversion_runs_isolated_and_keeps_the_converters_words(tmp_path
         tflite_formats.Conversion("int8")
     with pytest.raises(ValueError, match="unknown TFLite kind"):
         tflite_formats.Conversion("int4")
+
+
+def test_int8_edge_check_decides_by_the_kernel_distance(exported, tmp_path):
+    """KernelNet sf 2 has five CNN edges: its gradient CNN's three on image-sized maps (the
+    one-hot entry, the exit conv and its tanh) and its refinement CNN's two on 15x15. With
+    no tolerance the check keeps every edge float; given the distance it measured, the
+    image-sized edges go int8, the kernel-sized ones stay float, and the file it tried is
+    the one the chain then writes."""
+    from export.calibration import calibration_images
+    from export.int8_edges import choose_int8
+    from export.tflite_formats import TFLiteChain, cnn_edges
+
+    onnx = read_manifest(exported).artifacts["onnx-matmul"]
+    chain = TFLiteChain(exported / onnx.file, tmp_path / "scratch", tmp_path / "logs")
+    edges = cnn_edges(chain.fp32())
+    assert [e.image_sized for e in edges] == [True, True, True, False, False]
+    calibration = calibration_images(2, SIZE, 4)[0].transpose(0, 2, 3, 1)
+    strict, record = choose_int8(chain, calibration, 2, (onnx.inputs, onnx.outputs), 0.0)
+    distance = record["image_edges_int8"]["distance_mean"]
+    assert record["chosen"] == "every edge float" and distance > 0
+    assert set(strict.float_nodes) == {e.name for e in edges}
+    loose, record = choose_int8(chain, calibration, 2, (onnx.inputs, onnx.outputs), distance)
+    assert record["chosen"] == "image-sized edges int8"
+    assert set(loose.float_nodes) == {e.name for e in edges if not e.image_sized}
+    chain.convert(loose, tmp_path / "int8.tflite")
+    assert (tmp_path / "int8.tflite").read_bytes() == (tmp_path / "scratch" / "int8-image-edges.tflite").read_bytes()
 
 
 def test_s2k_converts_to_int8_and_passes_parity(exported_s2k, testset_root_sf2):
