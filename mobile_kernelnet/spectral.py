@@ -17,7 +17,8 @@ dtype reaches an exported graph.
   integer TFLite file; int8 DFT matrices alone move its kernels by 2-3 %, NOTES.md).
 
 Shapes: ``rfft2`` maps ``(..., H, W)`` real to a pair of ``(..., H, W // 2 + 1)``;
-``irfft2`` maps such a pair back to ``(..., H, W)`` given the size; ``fft2`` /
+``irfft2`` maps such a pair back to ``(..., H, W)`` given the size (or to its centred
+``(..., L, L)`` window, computing only that); ``fft2`` /
 ``ifft2_real`` are the full-spectrum pair (needed where the spectrum is split into
 blocks, as in the SR solver). Unnormalised
 forward transform, ``1 / (H W)`` on the inverse (numpy's "backward" norm).
@@ -214,15 +215,34 @@ class Spectral:
             return z.real, z.imag
         return self._matmul_forward(x, "rcos", "rsin")
 
-    def irfft2(self, z: Complex, size: tuple[int, int]) -> torch.Tensor:
+    def irfft2(self, z: Complex, size: tuple[int, int], crop: int | None = None) -> torch.Tensor:
         """Inverse of :meth:`rfft2` for an ``(H, W)`` output (imaginary parts of the DC
-        and Nyquist columns are ignored, as ``torch.fft.irfft2`` does)."""
+        and Nyquist columns are ignored, as ``torch.fft.irfft2`` does); with ``crop``, only
+        its centred ``(crop, crop)`` window (:func:`centered_crop_from_circular`), which the
+        matmul backends compute alone (the synthesis matrices restricted to its rows and
+        columns: ``crop / H`` of the work on H, ``crop / W`` on W)."""
         if self.backend == "torch":
-            return torch.fft.irfft2(torch.complex(z[0], z[1]), s=size)
-        w = size[1]
-        yr, yi = self._cols_inverse(z)
-        return (self.matmul_constant(yr, self._array("icos", w)) -
-                self.matmul_constant(yi, self._array("isin", w)))
+            out = torch.fft.irfft2(torch.complex(z[0], z[1]), s=size)
+            return out if crop is None else centered_crop_from_circular(out, crop)
+        h, w = size
+        re_t, im_t = (part.transpose(-1, -2) for part in z)
+        cos_h, sin_h, icos, isin = (self._columns(kind, n, crop)
+                                    for kind, n in (("cos/n", h), ("sin/n", h), ("icos", w), ("isin", w)))
+        product = self.matmul_constant
+        # along H: (M[idx, :] @ x)^T = x^T @ M[:, idx] (M symmetric), one transpose back per part
+        yr = (product(re_t, cos_h) - product(im_t, sin_h)).transpose(-1, -2)
+        yi = (product(im_t, cos_h) + product(re_t, sin_h)).transpose(-1, -2)
+        return product(yr, icos) - product(yi, isin)
+
+    def _columns(self, kind: str, n: int, crop: int | None) -> np.ndarray:
+        """:meth:`_array` ``kind`` of size ``n`` with only the columns of the centred ``crop``
+        window of a length-``n`` circular signal (all of them without ``crop``), cached."""
+        if crop is None:
+            return self._array(kind, n)
+        key = (f"{kind}[{crop}]", n)
+        if key not in self._arrays:
+            self._arrays[key] = np.ascontiguousarray(self._array(kind, n)[:, (np.arange(crop) - crop // 2) % n])
+        return self._arrays[key]
 
     def fft2(self, x: torch.Tensor) -> Complex:
         """Full 2-D DFT of a real ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W)``."""

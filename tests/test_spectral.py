@@ -36,6 +36,18 @@ def test_matmul_irfft2_matches_torch_and_inverts(h, w, backend):
     assert _rel(out, x) < 1e-5
 
 
+@pytest.mark.parametrize("backend", S.BACKENDS)
+@pytest.mark.parametrize("h,w,crop", [(16, 16, 9), (15, 20, 7), (31, 31, 15), (12, 9, 5)])
+def test_cropped_irfft2_is_the_centred_window_of_the_whole(h, w, crop, backend):
+    """The matmul backends compute only the window's rows and columns; the result must be
+    the window of the whole inverse (an index off by one, or the wrong wrap, moves it)."""
+    x = torch.randn(2, h, w, generator=torch.Generator().manual_seed(h * w + crop))
+    z = S.Spectral("torch").rfft2(x)
+    out = S.Spectral(backend).irfft2(z, (h, w), crop)
+    assert out.shape == (2, crop, crop)
+    assert _rel(out, S.centered_crop_from_circular(x, crop)) < 1e-5
+
+
 def test_complex_helpers():
     g = torch.Generator().manual_seed(0)
     a = (torch.randn(5, generator=g), torch.randn(5, generator=g))

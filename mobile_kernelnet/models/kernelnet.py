@@ -65,8 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import kernel_size
-from ..spectral import (Complex, Spectral, abs2, cdiv_real, circular_from_centered, cmul_conj, cpow,
-                        centered_crop_from_circular)
+from ..spectral import Complex, Spectral, abs2, cdiv_real, circular_from_centered, cmul_conj, cpow
 from . import quantisable
 from .registry import load_pretrained, register_model, weights_path
 
@@ -302,8 +301,7 @@ class FFT1(nn.Module):
         power = abs2(G)
         power = power[:, :1] + power[:, 1:]
         if self.solver == "eq11":
-            k = self.spectral.irfft2(cdiv_real(num, power + self.log_lambda.exp()), (h, w))
-            k = centered_crop_from_circular(k, self.klr_size)
+            k = self.spectral.irfft2(cdiv_real(num, power + self.log_lambda.exp()), (h, w), self.klr_size)
         else:
             k = self.solve_normal_equations(num, power, (h, w))
         cut = self.threshold * k.amax(dim=(-2, -1), keepdim=True)
@@ -315,9 +313,8 @@ class FFT1(nn.Module):
         half spectra ``cross`` (eq. 11's numerator) and ``power`` (its denominator without
         lambda), each ``(B, 1, H, W // 2 + 1)`` (class docstring)."""
         size_k = self.klr_size
-        corr = centered_crop_from_circular(self.spectral.irfft2(cross, size), size_k).flatten(1)
-        auto = centered_crop_from_circular(self.spectral.irfft2((power, torch.zeros_like(power)), size),
-                                           2 * size_k - 1).flatten(1)
+        corr = self.spectral.irfft2(cross, size, size_k).flatten(1)
+        auto = self.spectral.irfft2((power, torch.zeros_like(power)), size, 2 * size_k - 1).flatten(1)
         scale = quantisable.reciprocal(quantisable.abs(auto).mean(dim=1, keepdim=True) * auto.shape[1] + EPS)
         corr, auto = corr * scale, auto * scale
         to_spectrum, from_spectrum, auto_to_spectrum = support_convolution_maps(size_k)
@@ -384,8 +381,7 @@ class FFT2(nn.Module):
 
     def forward(self, k_lr: torch.Tensor) -> torch.Tensor:
         v = self.spectral.rfft2(circular_from_centered(k_lr, self.grid))
-        k = self.spectral.irfft2(cpow(v, self.copies), (self.grid, self.grid))
-        return normalize_sum(centered_crop_from_circular(k, self.out_size))
+        return normalize_sum(self.spectral.irfft2(cpow(v, self.copies), (self.grid, self.grid), self.out_size))
 
 
 def scale_to_peak_one(k: torch.Tensor) -> torch.Tensor:
