@@ -51,8 +51,8 @@ def choose_int8(chain: TFLiteChain, calibration: np.ndarray, sf: int,
                 onnx_io: tuple[tuple[TensorIO, ...], tuple[TensorIO, ...]], tolerance: float) -> tuple[Conversion, dict]:
     """The ``int8`` conversion of ``chain`` (calibrated on ``calibration`` ``(N, S, S, 1)``
     NHWC) by the check above, and its manifest record: the rule, the check images, the
-    image-edges-int8 candidate's float nodes and distances (mean, max), and which was chosen. ``tolerance``: the
-    format's ``delta_l1``."""
+    image-edges-int8 candidate's float nodes and distances (mean, max), and which was
+    chosen. ``tolerance``: the format's ``delta_l1``."""
     size = calibration.shape[1]
     lrs, source = calibration_images(sf, size, CHECK_IMAGES, seed=CHECK_SEED)
     record = {"rule": f"image-sized CNN edges int8 when the mean kernel L1 distance to the fp32 file on the "
