@@ -10,11 +10,14 @@ in ONNX Runtime (``onnxruntime-cpu``), each TFLite file in LiteRT with XNNPACK
 in turn, ``warmup`` then ``runs`` rounds, with a short idle pause before each turn,
 :data:`PAUSE_S`; the others wait on their pipe meanwhile), so that the machine's noise
 hits every target alike while no two targets share a process, an allocator or a
-thread pool. A turn is **two calls back to back**: the first, after the target sat idle
-for a round, wakes its runtime's worker threads (kept as ``extra["cold_latency_ms_median"]``);
-the second is the steady-state latency (``latency_ms_median`` / ``latency_ms_p90``, what
-TFLite's ``benchmark_model`` and ONNX Runtime's perf test time). On this 2-core VM the cold
-call of a ~1 ms graph at 2 threads takes about 1.4 ms longer (NOTES.md).
+thread pool. A turn is **a block of** :data:`TURN_CALLS` **calls back to back**: the first,
+after the target sat idle for a round, wakes its runtime's worker threads (kept as
+``extra["cold_latency_ms_median"]``); the median of the others is the turn's steady-state
+latency (``latency_ms_median`` / ``latency_ms_p90`` over turns, what TFLite's
+``benchmark_model`` and ONNX Runtime's perf test time). On this 2-core VM the cold call of
+a ~1 ms graph at 2 threads takes about 1.4 ms longer, and with two calls per turn the
+second one of a 2-thread 5 ms graph was itself bimodal when another target's worker
+alternated with it (NOTES.md).
 
 Busy machine: the sgemm peak (:func:`roofline.sgemm_peak_gflops`, compute) and the copy
 bandwidth (:func:`roofline.copy_bandwidth_gbs`, memory: what these small-op graphs are
@@ -55,6 +58,8 @@ from .records import BenchRecord
 from .roofline import copy_bandwidth_gbs, floor_ms as roofline_floor_ms, model_flops, sgemm_peak_gflops
 
 SCHEMA = "mkn-bench/1"
+TURN_CALLS = 5
+"""Calls per turn: one cold, the median of the rest timed (module docstring)."""
 PAUSE_S = 0.03
 """Idle time before each timed call: ONNX Runtime, OpenMP and XNNPACK worker threads
 spin for a while after a run, and without a pause they steal the cores from the next
@@ -120,7 +125,8 @@ def _rss_mb() -> float:
 def _worker(conn, target: Target, manifest: Manifest, threads: int) -> None:
     """Worker process of one target: create the runner, run it once and report
     ``init_ms`` / ``first_inference_ms`` / ``peak_memory_mb`` (or ``error``); then per
-    ``"run"`` message, until ``"stop"``, time two calls back to back and reply ``(cold, warm)`` ms."""
+    ``"run"`` message, until ``"stop"``, time :data:`TURN_CALLS` calls back to back and reply
+    ``(cold, steady)`` ms: the first call's time and the median of the others'."""
     size = manifest.input_size
     x = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
     try:
@@ -135,11 +141,12 @@ def _worker(conn, target: Target, manifest: Manifest, threads: int) -> None:
         conn.send({"status": "error", "error": f"{type(exc).__name__}: {exc}"})
         return
     while conn.recv() == "run":
-        t0 = time.perf_counter()
-        runner(x)
-        t1 = time.perf_counter()
-        runner(x)
-        conn.send(((t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3))
+        calls_ms = []
+        for _ in range(TURN_CALLS):
+            t0 = time.perf_counter()
+            runner(x)
+            calls_ms.append((time.perf_counter() - t0) * 1e3)
+        conn.send((calls_ms[0], float(np.median(calls_ms[1:]))))
 
 
 def bench_group(targets: list[Target], manifest: Manifest, threads: int, runs: int, warmup: int,
