@@ -22,8 +22,9 @@ alternated with it (NOTES.md).
 Busy machine: the sgemm peak (:func:`roofline.sgemm_peak_gflops`, compute) and the copy
 bandwidth (:func:`roofline.copy_bandwidth_gbs`, memory: what these small-op graphs are
 bound by) are measured at the start and at the end of the run. When either moved by
-more than :data:`BUSY_CHANGE`, or a record ran faster than its floor (``ratio_to_floor < 1``, impossible on a quiet
-machine), the records are marked ``busy: true`` with the reason and `mkn bench` warns.
+more than :data:`BUSY_CHANGE`, or a float record ran faster than its floor
+(``ratio_to_floor < 1``, impossible on a quiet machine; integer kernels can beat a float
+floor), the records are marked ``busy: true`` with the reason and `mkn bench` warns.
 
 Records are :class:`bench.records.BenchRecord` (schema :data:`SCHEMA`), with ``pid``
 (the worker process that ran it) in their ``extra``. ``peak_memory_mb`` is the worker's
@@ -46,7 +47,7 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from export.formats import FORMATS
+from export.formats import FORMATS, computes_in_integer
 from export.manifest import Manifest, placement, read_manifest
 from export.parity import parity_inputs
 from export.runtimes import Runner, TorchRunner, open_runner
@@ -202,13 +203,14 @@ def busy_reasons(peaks_start: dict[int, float], peaks_end: dict[int, float],
                  records: list[BenchRecord], copy_gbs: tuple[float, float] | None = None) -> list[str]:
     """Why a run's timings cannot be trusted (empty when the machine looked quiet): the
     sgemm peak (per thread count) or the copy bandwidth ``(start, end)`` GB/s moved by more
-    than :data:`BUSY_CHANGE` between start and end, or a record ran faster than its floor."""
+    than :data:`BUSY_CHANGE` between start and end, or a float record ran faster than its
+    floor (the floor is float sgemm's: integer kernels may beat it)."""
     reasons = [f"sgemm peak at {n} thread(s) moved {peaks_start[n]:.0f} -> {peaks_end[n]:.0f} GFLOP/s"
                for n in peaks_start if abs(peaks_end[n] / peaks_start[n] - 1) > BUSY_CHANGE]
     if copy_gbs is not None and abs(copy_gbs[1] / copy_gbs[0] - 1) > BUSY_CHANGE:
         reasons.append(f"copy bandwidth moved {copy_gbs[0]:.1f} -> {copy_gbs[1]:.1f} GB/s")
     reasons += [f"{r.name} ran below its floor (ratio {r.ratio_to_floor:.2f})" for r in records
-                if r.ok and r.ratio_to_floor < 1]
+                if r.ok and r.ratio_to_floor < 1 and not computes_in_integer(r.format)]
     return reasons
 
 

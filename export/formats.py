@@ -63,6 +63,16 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
 TFLITE_KINDS = tuple(f.tflite_kind for f in FORMATS.values() if f.tflite_kind)
 
 
+INTEGER_KINDS = ("dynamic-int8", "int8", "int16x8")
+"""TFLite kinds whose convolutions / products run on integer kernels."""
+
+
+def computes_in_integer(name: str) -> bool:
+    """Whether format ``name`` (or ``"pytorch"``) runs integer kernels, so a float
+    compute floor does not bound its latency."""
+    return name in FORMATS and FORMATS[name].tflite_kind in INTEGER_KINDS
+
+
 def feeds_full_integer(name: str) -> bool:
     """Whether a full-integer format is converted from format ``name`` (its graph may then
     hold only ops TensorFlow's 16x8 quantiser takes)."""

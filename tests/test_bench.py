@@ -220,6 +220,7 @@ def test_busy_machine_is_detected():
     assert "moved 100 -> 70" in busy_reasons({1: 100.0}, {1: 70.0}, ok)[0]
     below = [replace(ok[0], ratio_to_floor=0.8)]
     assert "below its floor" in busy_reasons({1: 100.0}, {1: 100.0}, below)[0]
+    assert busy_reasons({1: 100.0}, {1: 100.0}, [replace(below[0], format="tflite-int8")]) == []  # int8 may beat it
     # memory-bound slowdowns the sgemm peak does not see
     assert busy_reasons({1: 100.0}, {1: 100.0}, ok, (20.0, 18.0)) == []
     assert "copy bandwidth moved 20.0 -> 12.0" in busy_reasons({1: 100.0}, {1: 100.0}, ok, (20.0, 12.0))[0]
