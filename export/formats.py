@@ -54,7 +54,8 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
                  Tolerance(delta_l1=0.03), _LITERT, ("onnx-matmul-int8",), "dynamic-int8"),
     ExportFormat("tflite-int8", "_int8.tflite", "litert", "matmul",
                  "selective: int8 weights and activations inside the CNN stages (their edge layers too on "
-                 "image-sized maps when the exporter's check allows, export.int8_edges); every spectral op float", Tolerance(delta_l1=0.03), _LITERT, ("onnx-matmul",), "int8"),
+                 "image-sized maps when the exporter's check allows, export.int8_edges); every spectral op float",
+                 Tolerance(delta_l1=0.03), _LITERT, ("onnx-matmul",), "int8"),
     ExportFormat("tflite-int16x8", "_int16x8.tflite", "litert", "matmul-int8",
                  "full integer for NPUs: int16 activations and int8 weights in every op, no float op; "
                  "float32 input and output, quantised at the edges", Tolerance(delta_l1=0.03), _LITERT,
