@@ -19,6 +19,8 @@ true kernel ``t`` -- within it, the int8 file's ΔL1 against the fp32 file (itse
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from mobile_kernelnet.metrics import kernel_l1
@@ -26,7 +28,7 @@ from mobile_kernelnet.metrics import kernel_l1
 from .calibration import calibration_images
 from .manifest import TensorIO
 from .runtimes import LiteRunner
-from .tflite_formats import Conversion, TFLiteChain, tflite_io
+from .tflite_formats import Conversion, TFLiteChain, cnn_edges, tflite_io
 
 CHECK_IMAGES = 8
 """Made images of the edge check (each also dimmed: twice as many LR images)."""
@@ -58,8 +60,8 @@ def choose_int8(chain: TFLiteChain, calibration: np.ndarray, sf: int,
     record = {"rule": f"image-sized CNN edges int8 when the mean kernel L1 distance to the fp32 file on the "
                       f"check images is <= {tolerance} (the format's delta_l1 tolerance), else every edge float",
               "check_images": source}
-    fast = chain.selective_int8(calibration, image_edges_int8=True)
     safe = chain.selective_int8(calibration)
+    fast = replace(safe, float_nodes=tuple(e.name for e in cnn_edges(chain.fp32()) if not e.image_sized))
     if fast.float_nodes == safe.float_nodes:
         record.update(chosen="every edge float (no image-sized edges)")
         return safe, record

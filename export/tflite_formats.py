@@ -250,15 +250,15 @@ class TFLiteChain:
             self._fp32 = path
         return self._fp32
 
-    def selective_int8(self, calibration: np.ndarray, image_edges_int8: bool = False) -> Conversion:
+    def selective_int8(self, calibration: np.ndarray) -> Conversion:
         """The ``int8`` conversion of this chain calibrated on ``calibration`` ``(N, S, S, 1)``
         float32 (NHWC): int8 inside the CNNs (:data:`INT8_OP_TYPES`); every other op type of
-        the fp32 file float, and so are the CNNs' edge ops (:func:`cnn_edges`) -- but for
-        the image-sized ones with ``image_edges_int8``."""
+        the fp32 file float, and so are the CNNs' edge ops (:func:`cnn_edges`; which of them
+        may go int8 is :mod:`export.int8_edges`'s check)."""
         fp32 = self.fp32()
         return Conversion("int8", calibration,
                           tuple(sorted(op for op in analyze_tflite(fp32)["ops"] if op not in INT8_OP_TYPES)),
-                          tuple(e.name for e in cnn_edges(fp32) if not (image_edges_int8 and e.image_sized)))
+                          tuple(e.name for e in cnn_edges(fp32)))
 
     def convert(self, conversion: Conversion, out: Path) -> None:
         """Step 3: write the TFLite file of ``conversion`` to ``out`` (fp32: a copy of step 2;

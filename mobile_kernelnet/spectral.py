@@ -202,11 +202,16 @@ class Spectral:
         (half or full spectrum), then :meth:`_cols_forward` along H."""
         return self._cols_forward(self._last(x, cos_kind), self._last(x, "-" + sin_kind))
 
-    def _cols_inverse(self, z: Complex) -> Complex:
-        """``(1/H)(C + iS)(re + i im)`` along the second-last axis."""
-        re, im = z
-        return (self._rows("cos/n", re) - self._rows("sin/n", im),
-                self._rows("cos/n", im) + self._rows("sin/n", re))
+    def _cols_inverse(self, z: Complex, crop: int | None = None) -> Complex:
+        """``(1/H)(C + iS)(re + i im)`` along the second-last axis (with ``crop``: only the
+        rows of the centred window, :meth:`_columns`), as 2-D MatMuls between transposes:
+        ``(M[idx, :] @ x)^T = x^T @ M[:, idx]`` (``M`` symmetric), one transpose back per part."""
+        h = z[0].shape[-2]
+        re_t, im_t = (part.transpose(-1, -2) for part in z)
+        cos_h, sin_h = self._columns("cos/n", h, crop), self._columns("sin/n", h, crop)
+        product = self.matmul_constant
+        return ((product(re_t, cos_h) - product(im_t, sin_h)).transpose(-1, -2),
+                (product(im_t, cos_h) + product(re_t, sin_h)).transpose(-1, -2))
 
     def rfft2(self, x: torch.Tensor) -> Complex:
         """Real 2-D DFT of ``(..., H, W)`` -> ``(re, im)`` each ``(..., H, W // 2 + 1)``."""
@@ -224,15 +229,10 @@ class Spectral:
         if self.backend == "torch":
             out = torch.fft.irfft2(torch.complex(z[0], z[1]), s=size)
             return out if crop is None else centered_crop_from_circular(out, crop)
-        h, w = size
-        re_t, im_t = (part.transpose(-1, -2) for part in z)
-        cos_h, sin_h, icos, isin = (self._columns(kind, n, crop)
-                                    for kind, n in (("cos/n", h), ("sin/n", h), ("icos", w), ("isin", w)))
-        product = self.matmul_constant
-        # along H: (M[idx, :] @ x)^T = x^T @ M[:, idx] (M symmetric), one transpose back per part
-        yr = (product(re_t, cos_h) - product(im_t, sin_h)).transpose(-1, -2)
-        yi = (product(im_t, cos_h) + product(re_t, sin_h)).transpose(-1, -2)
-        return product(yr, icos) - product(yi, isin)
+        w = size[1]
+        yr, yi = self._cols_inverse(z, crop)
+        return (self.matmul_constant(yr, self._columns("icos", w, crop)) -
+                self.matmul_constant(yi, self._columns("isin", w, crop)))
 
     def _columns(self, kind: str, n: int, crop: int | None) -> np.ndarray:
         """:meth:`_array` ``kind`` of size ``n`` with only the columns of the centred ``crop``
